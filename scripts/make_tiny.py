@@ -1,0 +1,99 @@
+"""Builds the embedded tiny default: a corpus, a BPE tokenizer and a LLaDA-format config.
+
+The corpus is the Python standard library's own source files, on every machine with
+Python. Every 20th file (by sorted path) is held out for validation and prompts. The
+tokenizer (byte-level BPE with LLaDA-style mask, eos and pad tokens) is trained on the
+training part at first use; the config is a few-million-parameter model with LLaDA's
+architecture and `config.json` field names. Re-running reuses what exists.
+
+usage: python scripts/make_tiny.py --out DIR
+writes DIR/train.jsonl, DIR/valid.jsonl ({"text": ...} per source file) and DIR/model/
+(config.json + tokenizer files), loadable as --config_name / --tokenizer_name.
+"""
+import argparse
+import json
+import os
+import sysconfig
+
+MASK, EOS, PAD = "<|mdm_mask|>", "<|endoftext|>", "<|pad|>"
+TINY_CONFIG = dict(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_size=512, max_sequence_length=512)
+
+
+def stdlib_sources(max_bytes):
+    root = sysconfig.get_paths()["stdlib"]
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in ("test", "tests", "site-packages", "idle_test", "__pycache__"))
+        paths += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py")]
+    total = 0
+    for path in sorted(paths):
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (UnicodeDecodeError, OSError):
+            continue
+        if len(text) < 200:
+            continue
+        yield os.path.relpath(path, root), text
+        total += len(text)
+        if total >= max_bytes:
+            return
+
+
+def write_corpus(out, max_bytes):
+    train, valid = [], []
+    for i, (_, text) in enumerate(stdlib_sources(max_bytes)):
+        (valid if i % 20 == 0 else train).append(text)
+    for name, rows in (("train.jsonl", train), ("valid.jsonl", valid)):
+        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+            for text in rows:
+                f.write(json.dumps({"text": text}) + "\n")
+    return train
+
+
+def train_tokenizer(texts, vocab_size):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD, MASK],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, mask_token=MASK)
+
+
+def llada_config(tokenizer):
+    n = len(tokenizer)
+    embedding_size = (n + 63) // 64 * 64  # LLaDA also pads its embedding past the tokenizer
+    return dict(
+        architectures=["LLaDAModelLM"], model_type="llada", vocab_size=n, embedding_size=embedding_size,
+        mlp_ratio=4, rope_theta=10000.0, rms_norm_eps=1e-5, weight_tying=False, include_bias=False,
+        include_qkv_bias=False, block_type="llama", activation_type="silu", layer_norm_type="rms", rope=True,
+        alibi=False, scale_logits=False, init_std=0.02, use_cache=False,
+        mask_token_id=tokenizer.mask_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        **TINY_CONFIG,
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=".tiny")
+    ap.add_argument("--corpus_bytes", type=int, default=6_000_000, help="how much stdlib source to use")
+    ap.add_argument("--vocab_size", type=int, default=8192)
+    args = ap.parse_args()
+    model_dir = os.path.join(args.out, "model")
+    if os.path.exists(os.path.join(model_dir, "config.json")):
+        return
+    os.makedirs(model_dir, exist_ok=True)
+    train = write_corpus(args.out, args.corpus_bytes)
+    tokenizer = train_tokenizer(train, args.vocab_size)
+    tokenizer.save_pretrained(model_dir)
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+        json.dump(llada_config(tokenizer), f, indent=2)
+    print(f"tiny corpus, tokenizer ({len(tokenizer)} tokens) and config written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The embedded tiny default: XDLM (k = 0.1) training of a few-million-parameter LLaDA-
+# architecture model from scratch on the Python standard library's source, on CPU,
+# offline, in a few minutes. Extra flags pass through to llada_cpt.py and override.
+#   usage: bash scripts/train_tiny.sh [--max_steps 40] [--output_dir DIR] [...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+TINY=${TINY_DIR:-.tiny}
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline}
+
+"$PY" scripts/make_tiny.py --out "$TINY"
+
+OUT=outputs/tiny
+args=("$@")
+for i in "${!args[@]}"; do
+  case "${args[$i]}" in
+    --output_dir) OUT=${args[$((i + 1))]} ;;
+    --output_dir=*) OUT=${args[$i]#--output_dir=} ;;
+  esac
+done
+
+"$PY" llada_cpt.py \
+  --config_name "$TINY/model" --tokenizer_name "$TINY/model" \
+  --train_file "$TINY/train.jsonl" --validation_file "$TINY/valid.jsonl" \
+  --training_method xdm \
+  --block_size 64 --per_device_train_batch_size 32 --per_device_eval_batch_size 32 \
+  --learning_rate 3e-3 --weight_decay 0.1 --max_grad_norm 1.0 \
+  --lr_scheduler_type cosine --warmup_steps 10 --max_steps 200 \
+  --logging_steps 1 --save_steps 100 --save_total_limit 2 --max_eval_samples 64 \
+  --do_train --do_eval --output_dir "$OUT" --overwrite_output_dir --report_to none \
+  --dataloader_num_workers 0 --seed 0 \
+  "$@"
