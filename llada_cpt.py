@@ -53,7 +53,7 @@ class ModelArguments:
     token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models or datasets."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow hub code for tokenizers/configs of non-LLaDA models, and for --model_implementation remote."})
     model_implementation: str = field(default="native", metadata={"help": "'native': this repository's LLaDA model for model_type llada. 'remote': the checkpoint's own code (needs --trust_remote_code True)."})
-    torch_dtype: Optional[str] = field(default=None, metadata={"help": "Load weights in this dtype: auto, bfloat16, float16, float32."})
+    torch_dtype: Optional[str] = field(default=None, metadata={"help": "Load weights in this dtype: auto (the checkpoint's), bfloat16, float16 or float32 (default)."})
     with_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
@@ -177,6 +177,8 @@ def check_args(model_args, data_args, xdlm_args, training_args, given):
         raise ValueError(f"--xdlm_k applies to --training_method xdm only (mdm is k = 0), got --training_method {xdlm_args.training_method}")
     if xdlm_args.eval_mask_rates < 1:
         raise ValueError(f"--eval_mask_rates must be at least 1, got {xdlm_args.eval_mask_rates}")
+    if model_args.torch_dtype not in (None, "auto", "bfloat16", "float16", "float32"):
+        raise ValueError(f"--torch_dtype must be auto, bfloat16, float16 or float32, got {model_args.torch_dtype!r}")
     if model_args.model_implementation not in ("native", "remote"):
         raise ValueError(f"--model_implementation must be 'native' or 'remote', got {model_args.model_implementation!r}")
     if model_args.model_implementation == "remote" and not model_args.trust_remote_code:
@@ -226,7 +228,8 @@ def load_config(model_args):
     config_dict, _ = PretrainedConfig.get_config_dict(name, **hub)
     if config_dict.get("model_type") == "llada" and model_args.model_implementation == "native":
         config = LLaDAConfig.from_pretrained(name, **hub)
-        config.auto_map = None  # checkpoints we write load with this repository's model, not hub code
+        if hasattr(config, "auto_map"):  # checkpoints we write load with this repository's model, not hub code
+            del config.auto_map
         return config
     return AutoConfig.from_pretrained(name, trust_remote_code=model_args.trust_remote_code, **hub)
 
@@ -263,7 +266,7 @@ def resolve_mask_id(config, tokenizer, override):
 # Data: hub or local, streaming or not, packed text or (prompt, answer) pairs
 # ---------------------------------------------------------------------------
 
-def load_raw_datasets(data_args, model_args, seed):
+def load_raw_datasets(data_args, model_args, seed, need_validation):
     hub = dict(cache_dir=model_args.cache_dir, token=model_args.token, streaming=data_args.streaming)
     if data_args.dataset_name:
         raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, **hub)
@@ -277,7 +280,7 @@ def load_raw_datasets(data_args, model_args, seed):
         raw = datasets.load_dataset(builders.pop(), data_files=files, **hub)
     if "train" not in raw:
         raise ValueError(f"the dataset has no 'train' split (splits: {', '.join(raw.keys())})")
-    if "validation" not in raw:
+    if "validation" not in raw and need_validation:
         if data_args.streaming:
             # Hold out the first texts of the stream for validation.
             n = data_args.max_eval_samples or 256
@@ -353,8 +356,10 @@ def load_model(model_args, config, training_method):
     native = isinstance(config, LLaDAConfig)
     if training_method == "ar":
         config.causal = True
-    dtype = model_args.torch_dtype
-    dtype = dtype if dtype in (None, "auto") else getattr(torch, dtype)
+    # float32 weights unless asked otherwise: --bf16 autocasts (and DeepSpeed keeps float32
+    # master weights), while training bf16 weights directly would lose small updates.
+    dtype = model_args.torch_dtype or "float32"
+    dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     if model_args.model_name_or_path:
         kwargs = dict(config=config, dtype=dtype, cache_dir=model_args.cache_dir,
                       revision=model_args.model_revision, token=model_args.token)
@@ -411,6 +416,8 @@ def main(argv=None):
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
@@ -450,7 +457,9 @@ def main(argv=None):
     if len(tokenizer) > model_vocab_size(config):
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model only {model_vocab_size(config)} embeddings")
 
-    raw = load_raw_datasets(data_args, model_args, training_args.seed)
+    raw = load_raw_datasets(data_args, model_args, training_args.seed, training_args.do_eval)
+    if not training_args.do_eval:
+        raw.pop("validation", None)
     lm = tokenize_and_pack(raw, tokenizer, data_args, block_size, training_args)
     train_dataset = eval_dataset = None
     if training_args.do_train:

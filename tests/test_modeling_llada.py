@@ -1,0 +1,169 @@
+"""The native LLaDA model: loads LLaDA's checkpoint format unchanged and computes LLaDA's
+forward pass (checked against a from-scratch reference written from the weight dict)."""
+import math
+
+import pytest
+import torch
+import transformers
+
+from llada_format import LLADA_CONFIG
+from modeling_llada import LLaDAConfig, LLaDAModelLM
+
+
+def reference_forward(sd, cfg, ids):
+    """LLaDA's forward from its weights alone: RMSNorm (float32, then weight), rotate-half RoPE,
+    bidirectional softmax attention, SwiGLU (silu on ff_proj), untied head."""
+    d, H = cfg["d_model"], cfg["n_heads"]
+    hd = d // H
+    eps = cfg["rms_norm_eps"]
+    w = {k: v.double() for k, v in sd.items()}
+
+    def rms(x, weight):
+        return weight * x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps)
+
+    L = ids.shape[1]
+    pos = torch.arange(L, dtype=torch.float64)
+    inv = 1.0 / cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    ang = torch.cat([pos[:, None] * inv, pos[:, None] * inv], -1)
+
+    def rope(x):
+        half = hd // 2
+        rot = torch.cat([-x[..., half:], x[..., :half]], -1)
+        return x * ang.cos() + rot * ang.sin()
+
+    x = w["model.transformer.wte.weight"][ids]
+    for i in range(cfg["n_layers"]):
+        p = lambda n: w[f"model.transformer.blocks.{i}.{n}.weight"]  # noqa: E731
+        h = rms(x, p("attn_norm"))
+        q, k, v = ((h @ p(n).T).view(*ids.shape, H, hd).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
+        att = torch.softmax(rope(q) @ rope(k).transpose(-1, -2) / math.sqrt(hd), -1)
+        x = x + (att @ v).transpose(1, 2).reshape(*ids.shape, d) @ p("attn_out").T
+        h = rms(x, p("ff_norm"))
+        x = x + (torch.nn.functional.silu(h @ p("ff_proj").T) * (h @ p("up_proj").T)) @ p("ff_out").T
+    return rms(x, w["model.transformer.ln_f.weight"]) @ w["model.transformer.ff_out.weight"].T
+
+
+def tiny_model(**overrides):
+    torch.manual_seed(0)
+    cfg = dict(d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=96, vocab_size=101,
+               embedding_size=128, max_sequence_length=64, mask_token_id=100)
+    cfg.update(overrides)
+    return LLaDAModelLM(LLaDAConfig(**cfg)).eval()
+
+
+def test_loads_a_llada_checkpoint_folder_unchanged_and_matches_the_reference(llada_dir):
+    from safetensors.torch import load_file
+
+    model, info = transformers.AutoModel.from_pretrained(llada_dir, output_loading_info=True, dtype=torch.float32)
+    assert isinstance(model, LLaDAModelLM)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    sd = load_file(f"{llada_dir}/model.safetensors")
+    ids = torch.randint(0, 1000, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = model(ids).logits.double()
+    want = reference_forward(sd, LLADA_CONFIG, ids)
+    assert got.shape == (2, 12, LLADA_CONFIG["embedding_size"])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # the hub's remote-code pointers are not followed: no configuration_llada.py exists there
+    assert type(transformers.AutoConfig.from_pretrained(llada_dir)) is LLaDAConfig
+
+
+def test_final_hidden_and_output_head_give_the_logits():
+    model = tiny_model()
+    ids = torch.randint(0, 100, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(model.final_hidden(ids) @ model.output_head_weight.T, model(ids).logits)
+
+
+def test_padding_with_attention_mask_leaves_real_tokens_unchanged():
+    model = tiny_model()
+    ids = torch.randint(0, 100, (1, 10))
+    padded = torch.cat([torch.full((1, 5), 7), ids], 1)
+    mask = torch.cat([torch.zeros(1, 5, dtype=torch.long), torch.ones(1, 10, dtype=torch.long)], 1)
+    with torch.no_grad():
+        alone = model(ids).logits
+        left = model(padded, attention_mask=mask).logits[:, 5:]
+        unmasked = model(padded).logits[:, 5:]
+    torch.testing.assert_close(left, alone, rtol=1e-5, atol=1e-5)
+    assert (unmasked - alone).abs().max() > 1e-3  # without the mask the pads do leak in
+    # right padding too
+    right = torch.cat([ids, torch.full((1, 3), 9)], 1)
+    rmask = torch.cat([torch.ones(1, 10, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(right, attention_mask=rmask).logits[:, :10], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_bidirectional_by_default_and_causal_mode_sees_only_the_past():
+    model = tiny_model()
+    ids = torch.randint(0, 100, (1, 12))
+    changed = ids.clone()
+    changed[0, 8:] = (changed[0, 8:] + 1) % 100
+    with torch.no_grad():
+        bi, bi2 = model(ids).logits, model(changed).logits
+        c, c2 = model(ids, causal=True).logits, model(changed, causal=True).logits
+    assert (bi[0, :8] - bi2[0, :8]).abs().max() > 1e-4  # bidirectional: the future matters
+    torch.testing.assert_close(c[0, :8], c2[0, :8])  # causal: it does not
+    assert (c[0, 8:] - c2[0, 8:]).abs().max() > 1e-4
+    # causal with left padding stays finite and unchanged for real tokens
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], 1)
+    mask = torch.cat([torch.zeros(1, 3), torch.ones(1, 12)], 1).long()
+    with torch.no_grad():
+        out = model(padded, attention_mask=mask, causal=True).logits
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[:, 3:], c, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    ids = torch.randint(0, 100, (2, 16))
+
+    def loss_and_grads(checkpointing):
+        model = tiny_model().train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert all(b.gradient_checkpointing for b in model.model.transformer.blocks)
+        loss = torch.log_softmax(model(ids).logits, -1)[..., 3].mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    (l0, g0), (l1, g1) = loss_and_grads(False), loss_and_grads(True)
+    torch.testing.assert_close(l0, l1)
+    for n in g0:
+        torch.testing.assert_close(g0[n], g1[n], msg=n)
+
+
+def test_grouped_query_attention_equals_repeated_kv_heads():
+    gqa = tiny_model(n_kv_heads=2)
+    full = tiny_model(n_kv_heads=4)
+    sd = gqa.state_dict()
+    for i in range(2):
+        for n in ("k_proj", "v_proj"):
+            w = sd[f"model.transformer.blocks.{i}.{n}.weight"].view(2, 16, 64)
+            sd[f"model.transformer.blocks.{i}.{n}.weight"] = w.repeat_interleave(2, 0).reshape(64, 64)
+    full.load_state_dict(sd)
+    ids = torch.randint(0, 100, (2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(gqa(ids).logits, full(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_tying_uses_the_embedding_as_head():
+    model = tiny_model(weight_tying=True)
+    assert "model.transformer.ff_out.weight" not in model.state_dict()
+    assert model.output_head_weight is model.model.transformer.wte.weight
+
+
+def test_save_and_reload_gives_identical_logits(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    again = transformers.AutoModel.from_pretrained(tmp_path).eval()
+    ids = torch.randint(0, 100, (2, 8))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, again(ids).logits)
+
+
+def test_unsupported_config_and_too_long_input_raise_clear_errors():
+    with pytest.raises(ValueError, match="alibi"):
+        LLaDAConfig(alibi=True)
+    with pytest.raises(ValueError, match="n_heads"):
+        LLaDAConfig(d_model=64, n_heads=5)
+    with pytest.raises(ValueError, match="max_sequence_length 64"):
+        tiny_model()(torch.zeros(1, 65, dtype=torch.long))
