@@ -99,6 +99,34 @@ def corrupt(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, keep=Non
     return noisy
 
 
+def stationary_noise(k, mask_id, vocab_size, dtype=torch.float32, device=None):
+    """r(e) = k/N + (1 - k)[e = m], shape [N]."""
+    r = torch.full((vocab_size,), k / vocab_size, dtype=dtype, device=device)
+    r[mask_id] += 1 - k
+    return r
+
+
+def forward_marginal(y, alpha, r):
+    """f_t(y, e) = alpha y(e) + beta r(e): the law of z_t given clean distribution y [..., N];
+    alpha broadcasts against y's leading dimensions."""
+    return alpha[..., None] * y + (1 - alpha[..., None]) * r
+
+
+def reverse_posterior(p, z_t, alpha_s, alpha_t, k, mask_id):
+    """p(z_s = e | z_t) = q(z_t | z_s = e) f_s(p, e) / f_t(p, z_t), over all e: [B, L, N].
+
+    p [B, L, N] is the model's (or a one-hot x: then the true posterior q(z_s | z_t, x));
+    alpha_s > alpha_t are [B]. q(z_t | z_s) = (alpha_t/alpha_s)[z_t = z_s] + (1 - alpha_t/alpha_s) r(z_t)
+    because r is stationary.
+    """
+    N = p.shape[-1]
+    r = stationary_noise(k, mask_id, N, dtype=p.dtype, device=p.device)
+    ratio = (alpha_t / alpha_s).to(p.dtype)[:, None, None]
+    q_zt_given_zs = (1 - ratio) * r[z_t][..., None] + ratio * F.one_hot(z_t, N).to(p.dtype)
+    joint = q_zt_given_zs * forward_marginal(p, alpha_s.to(p.dtype)[:, None].expand(z_t.shape), r)
+    return joint / joint.sum(-1, keepdim=True)  # the sum is f_t(p, z_t)
+
+
 # ---------------------------------------------------------------------------
 # The continuous-time NELBO
 # ---------------------------------------------------------------------------

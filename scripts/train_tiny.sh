@@ -31,3 +31,14 @@ done
   --do_train --do_eval --output_dir "$OUT" --overwrite_output_dir --report_to none \
   --dataloader_num_workers 0 --seed 0 \
   "$@"
+
+# A 32-step completion of the start of a function from the held-out files.
+PROMPT=$("$PY" - "$TINY/valid.jsonl" <<'PYEOF'
+import json, sys
+text = [json.loads(line)["text"] for line in open(sys.argv[1])][1]
+start = text.find("\ndef ") + 1
+print(text[start:start + 120])
+PYEOF
+)
+printf '\n--- prompt (held-out) ---\n%s\n--- 32-step XDLM completion (k = 0.1) ---\n' "$PROMPT"
+"$PY" generate.py --model_name_or_path "$OUT" --prompt "$PROMPT" --steps 32 --gen_length 128 --block_length 128 --k 0.1

@@ -1,0 +1,254 @@
+#!/usr/bin/env python
+"""Sampling from LLaDA-class diffusion models, batched, at any number of steps (32 by default).
+
+  k = 0   LLaDA's sampler: semi-autoregressive blocks; in each block an even per-step
+          schedule of how many masked tokens to reveal; the most confident ("low_confidence"
+          remasking) or random positions are revealed; optional Gumbel temperature.
+  k > 0   the XDLM sampler: the same, plus re-editing of already decoded tokens whose
+          prediction changed, within a cumulative budget of floor(k/(1-k) x tokens revealed
+          so far) that carries over when unused. Tokens never return to the mask.
+  sampler="ancestral": the exact XDLM posterior step p(z_s | z_t) (xdlm_loss.reverse_posterior).
+
+Prompts may be left-padded (attention_mask); prompt and padding positions are never edited.
+usage: python generate.py --model_name_or_path DIR --prompt "def add(a, b):" --steps 32 --k 0.1
+"""
+import argparse
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from xdlm_loss import reverse_posterior, stationary_noise
+
+REMASKING = ("low_confidence", "random")
+SAMPLERS = ("confidence", "ancestral")
+
+
+def transfer_schedule(n_tokens, steps):
+    """How many tokens each step reveals: n_tokens spread evenly over steps, the remainder
+    going to the first steps (LLaDA's schedule)."""
+    base, extra = divmod(n_tokens, steps)
+    return [base + (i < extra) for i in range(steps)]
+
+
+def add_gumbel_noise(logits, temperature):
+    """Gumbel-max sampling at a temperature, in float64 (float32 Gumbel noise visibly lowers
+    sample quality for diffusion LMs): argmax(exp(l) / (-log u)^T) ~ softmax(l / T)."""
+    if temperature == 0:
+        return logits
+    logits = logits.double()
+    gumbel = (-torch.log(torch.rand_like(logits))) ** temperature
+    return logits.exp() / gumbel
+
+
+def _check(model, prompt_ids, attention_mask, steps, gen_length, block_length, k, temperature, remasking, mask_id, sampler):
+    if mask_id is None:
+        mask_id = getattr(model.config, "mask_token_id", None)
+        if mask_id is None:
+            raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id")
+    if prompt_ids.dim() != 2:
+        raise ValueError(f"prompt_ids must have shape [B, P], got {tuple(prompt_ids.shape)}")
+    if attention_mask is not None and attention_mask.shape != prompt_ids.shape:
+        raise ValueError(f"attention_mask must have the prompt's shape {tuple(prompt_ids.shape)}, got {tuple(attention_mask.shape)}")
+    if gen_length < 1 or block_length < 1 or gen_length % block_length:
+        raise ValueError(f"gen_length ({gen_length}) must be a positive multiple of block_length ({block_length})")
+    blocks = gen_length // block_length
+    if steps < blocks or steps % blocks:
+        raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks gen_length/block_length = {blocks}")
+    if steps // blocks > block_length:
+        raise ValueError(f"steps per block ({steps // blocks}) cannot exceed block_length ({block_length})")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if remasking not in REMASKING:
+        raise ValueError(f"remasking must be one of {REMASKING}, got {remasking!r}")
+    if sampler == "ancestral" and remasking != "low_confidence":
+        raise ValueError("remasking applies to sampler='confidence' only: the ancestral sampler draws from the posterior")
+    upper = 1.0 if sampler == "ancestral" else 1.0 - 1e-9
+    if not 0.0 <= k <= upper:
+        raise ValueError(f"k must lie in [0, 1) for the confidence sampler ([0, 1] for ancestral), got {k}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    return mask_id
+
+
+class _Scorer:
+    """Scores the positions [B, M] asked for: logits with p(mask) = 0, their argmax, log-normaliser
+    and the predicted token (argmax, or a Gumbel sample at temperature > 0).
+
+    With the native model only those positions go through the output head. The [B, M, N]
+    work tensors are reused across steps: on CPU, allocating them afresh costs more than
+    the arithmetic (page faults), and the sampler must stay within 5% of the forward passes."""
+
+    def __init__(self, model, attention_mask, mask_id, temperature):
+        self.model, self.attention_mask, self.mask_id, self.temperature = model, attention_mask, mask_id, temperature
+        self.native = hasattr(model, "final_hidden") and hasattr(model, "output_head_weight")
+        self.buffers = {}
+
+    def _buffer(self, name, shape, like):
+        n = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self.buffers[name] = torch.empty(n, dtype=like.dtype, device=like.device)
+        return buf[:n].view(shape)
+
+    def logits(self, x, positions):
+        if self.native:
+            hidden = self.model.final_hidden(x, self.attention_mask)
+            hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
+            head = self.model.output_head_weight
+            logits = torch.matmul(hidden, head.t(), out=self._buffer("logits", (*positions.shape, head.shape[0]), hidden))
+            if self.model.config.scale_logits:
+                logits.mul_(1 / math.sqrt(self.model.config.d_model))
+        else:
+            logits = self.model(x, attention_mask=self.attention_mask).logits
+            logits = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
+        logits[..., self.mask_id] = float("-inf")
+        return logits.float()
+
+    def __call__(self, x, positions):
+        logits = self.logits(x, positions)
+        top_logit, top = logits.max(-1)
+        shifted = torch.sub(logits, top_logit[..., None], out=self._buffer("exp", logits.shape, logits))
+        log_z = top_logit + shifted.exp_().sum(-1).log()
+        if self.temperature == 0:
+            pred, pred_logit = top, top_logit
+        else:
+            pred = add_gumbel_noise(logits, self.temperature).argmax(-1)
+            pred_logit = logits.gather(-1, pred[..., None]).squeeze(-1)
+        return logits, top, top_logit, log_z, pred, pred_logit
+
+
+@torch.no_grad()
+def generate(model, prompt_ids, attention_mask=None, steps=32, gen_length=256, block_length=256, k=0.0,
+             temperature=0.0, remasking="low_confidence", mask_id=None, sampler="confidence", progress=False):
+    """Returns [B, P + gen_length] ids: the (left-padded) prompts followed by their completions."""
+    mask_id = _check(model, prompt_ids, attention_mask, steps, gen_length, block_length, k, temperature,
+                     remasking, mask_id, sampler)
+    B, P = prompt_ids.shape
+    device = prompt_ids.device
+    x = torch.cat([prompt_ids, torch.full((B, gen_length), mask_id, dtype=prompt_ids.dtype, device=device)], 1)
+    if attention_mask is not None:
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, gen_length)], 1)
+        if bool(attention_mask.all()):
+            attention_mask = None  # no padding: the model may take its fastest attention path
+    scorer = _Scorer(model, attention_mask, mask_id, temperature)
+    blocks = gen_length // block_length
+    bar = tqdm(total=steps, desc="sampling", disable=not progress)
+    if sampler == "ancestral":
+        x = _ancestral(scorer, x, P, blocks, block_length, steps // blocks, k, mask_id, temperature, bar)
+    else:
+        x = _confidence(scorer, x, P, blocks, block_length, steps // blocks, k, mask_id, remasking, bar)
+    bar.close()
+    return x
+
+
+def _confidence(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, remasking, bar):
+    B, device = x.shape[0], x.device
+    revealed = 0  # tokens revealed so far: the same in every row, so budgets need no host sync
+    edits_used = torch.zeros(B, dtype=torch.long, device=device)
+    for b in range(blocks):
+        lo, hi = P + b * block_length, P + (b + 1) * block_length
+        still_masked = block_length
+        for n_reveal in transfer_schedule(block_length, steps_per_block):
+            budget = math.floor(k * revealed / (1 - k) + 1e-9) if k > 0 else 0
+            if budget == 0:
+                # Only the block's masked positions matter; every row has the same number left.
+                rows = (x[:, lo:hi] == mask_id).to(torch.int8).topk(still_masked, -1).indices + lo
+                eligible = None
+            else:
+                # Re-editing looks at every generated position up to the current block.
+                rows = torch.arange(P, hi, device=device).expand(B, -1)
+                tokens = x[:, P:hi]
+                eligible = (tokens == mask_id) & (rows >= lo)
+            logits, top, top_logit, log_z, pred, pred_logit = scorer(x, rows)
+            if remasking == "low_confidence":
+                conf = pred_logit - log_z  # log p(pred)
+            else:
+                conf = torch.rand(pred.shape, device=device)
+            if eligible is not None:
+                conf = conf.masked_fill(~eligible, -torch.inf)
+                # Decoded tokens whose argmax differs and is at least as likely as the token take
+                # the argmax, most confident first, within the budget left; never the mask.
+                cur_logit = logits.gather(-1, tokens[..., None]).squeeze(-1)
+                cand = (tokens != mask_id) & (top != tokens) & (top_logit >= cur_logit)
+                order = torch.where(cand, top_logit - log_z, -torch.inf).argsort(-1, descending=True)
+                rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
+                edit = cand & (rank < (budget - edits_used)[:, None])
+                edits_used += edit.sum(-1)
+            chosen = conf.topk(n_reveal, dim=-1).indices
+            if eligible is not None:  # edits touch decoded positions only: disjoint from the reveal
+                x[:, P:hi] = torch.where(edit, top, tokens)
+            x.scatter_(1, rows.gather(1, chosen), pred.gather(1, chosen))
+            revealed += n_reveal
+            still_masked -= n_reveal
+            bar.update(1)
+    return x
+
+
+def _ancestral(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, temperature, bar):
+    """Exact reverse steps from t = 1 (z ~ r) to t = 0 on LLaDA's schedule alpha_t = 1 - t,
+    block by block; positions outside the current block are held. The model's p is
+    softmax(logits / temperature), its argmax at temperature 0."""
+    B = x.shape[0]
+    for b in range(blocks):
+        lo, hi = P + b * block_length, P + (b + 1) * block_length
+        if k > 0:  # the prior at t = 1 is r: a uniform id with probability k, else the mask
+            N = scorer.logits(x, torch.full((B, 1), lo, device=x.device)).shape[-1]
+            r = stationary_noise(k, mask_id, N, device=x.device)
+            x[:, lo:hi] = torch.multinomial(r, B * block_length, replacement=True).view(B, block_length)
+        for i in range(steps_per_block):
+            t, s = 1 - i / steps_per_block, 1 - (i + 1) / steps_per_block
+            logits = scorer.logits(x, torch.arange(lo, hi, device=x.device).expand(B, -1)).double()
+            if temperature > 0:
+                p = torch.softmax(logits / temperature, -1)
+            else:
+                p = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).double()
+            alpha_t = torch.full((B,), 1 - t, dtype=torch.float64, device=x.device)
+            alpha_s = torch.full((B,), 1 - s, dtype=torch.float64, device=x.device)
+            post = reverse_posterior(p, x[:, lo:hi], alpha_s, alpha_t, k, mask_id)
+            x[:, lo:hi] = torch.multinomial(post.flatten(0, 1), 1).view(B, block_length)
+            bar.update(1)
+    return x
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Sample a completion from a LLaDA-class diffusion model.")
+    ap.add_argument("--model_name_or_path", required=True)
+    ap.add_argument("--prompt", required=True)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--gen_length", type=int, default=256)
+    ap.add_argument("--block_length", type=int, default=256)
+    ap.add_argument("--k", type=float, default=0.0, help="0: LLaDA's sampler; > 0: XDLM re-editing budget k/(1-k)")
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--remasking", choices=REMASKING, default="low_confidence")
+    ap.add_argument("--sampler", choices=SAMPLERS, default="confidence")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
+                    help="default: bfloat16 on GPU, float32 on CPU")
+    args = ap.parse_args()
+
+    import transformers
+
+    import modeling_llada  # noqa: F401  (registers the native LLaDA model)
+
+    torch.manual_seed(args.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(args.model_name_or_path)
+    model = transformers.AutoModel.from_pretrained(args.model_name_or_path, dtype=dtype).to(device).eval()
+    ids = tokenizer(args.prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+    out = generate(model, ids, steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k,
+                   temperature=args.temperature, remasking=args.remasking, sampler=args.sampler, progress=True)
+    print(decode_completion(tokenizer, out[0, ids.shape[1]:]))
+
+
+def decode_completion(tokenizer, ids):
+    """Text of the generated ids up to the first eos (the rest is eos padding)."""
+    ids = ids.tolist()
+    if tokenizer.eos_token_id in ids:
+        ids = ids[:ids.index(tokenizer.eos_token_id)]
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+if __name__ == "__main__":
+    main()
