@@ -35,7 +35,15 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
 from modeling_llada import LLaDAConfig, LLaDAModelLM
-from xdlm_loss import MASK_RATE_EPS, autoregressive_loss, corrupt, diffusion_objective, sample_mask_rate, xdlm_loss
+from xdlm_loss import (
+    MASK_RATE_EPS,
+    autoregressive_loss,
+    corrupt,
+    diffusion_objective,
+    linear_xdlm_loss,
+    sample_mask_rate,
+    xdlm_loss,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +92,7 @@ class XDLMArguments:
     training_method: str = field(default="xdm", metadata={"help": "xdm (XDLM loss), mdm (LLaDA's masked loss) or ar (autoregressive)."})
     xdlm_k: float = field(default=0.1, metadata={"help": "XDLM mixing ratio k in [0, 1]: 0 is masking only, 1 uniform noise only."})
     mask_token_id: Optional[int] = field(default=None, metadata={"help": "Mask id; default: from the model config and tokenizer (LLaDA: 126336)."})
+    fused_loss: bool = field(default=True, metadata={"help": "xdm/mdm with the native model: compute the output head and the loss together in chunks, never holding the [B, L, N] logits (same loss, a fraction of the memory)."})
     stratified_t: bool = field(default=True, metadata={"help": "Spread the batch's mask rates evenly over [eps, 1] (lower loss variance, same expectation)."})
     eval_mask_rates: int = field(default=8, metadata={"help": "--do_eval estimates the NELBO on a fixed grid of this many mask rates."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh even if output_dir holds checkpoints (otherwise training resumes from the last one)."})
@@ -103,9 +112,16 @@ class XDLMTrainer(Trainer):
     def diffusion_loss(self, model, input_ids, keep, p_mask, generator=None):
         alpha = 1 - p_mask
         noisy = corrupt(input_ids, alpha, self.k, self.mask_id, self.vocab_size(model), generator=generator, keep=keep)
-        logits = model(input_ids=noisy).logits
         weight = None if keep is None else (~keep).float()
-        return diffusion_objective(xdlm_loss(logits, noisy, input_ids, alpha, self.k, self.mask_id), weight)
+        if not self.xdlm_args.fused_loss:
+            logits = model(input_ids=noisy).logits
+            return diffusion_objective(xdlm_loss(logits, noisy, input_ids, alpha, self.k, self.mask_id), weight)
+        native = native_model(self.accelerator.unwrap_model(model))
+        hidden = model(input_ids=noisy, return_hidden=True).last_hidden_state
+        if native.config.scale_logits:
+            hidden = hidden * (1 / math.sqrt(native.config.d_model))
+        total = linear_xdlm_loss(hidden, native.output_head_weight, noisy, input_ids, alpha, self.k, self.mask_id, weight)
+        return total / noisy.numel()  # the normalisation of diffusion_objective
 
     def vocab_size(self, model):
         return self.accelerator.unwrap_model(model).get_input_embeddings().num_embeddings
@@ -151,6 +167,13 @@ class XDLMTrainer(Trainer):
         return metrics
 
 
+def native_model(model):
+    """The LLaDAModelLM inside a (PEFT-wrapped) model, else None."""
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model if isinstance(model, LLaDAModelLM) else None
+
+
 # ---------------------------------------------------------------------------
 # Arguments: everything that can be checked before loading data or weights
 # ---------------------------------------------------------------------------
@@ -175,6 +198,11 @@ def check_args(model_args, data_args, xdlm_args, training_args, given):
         raise ValueError(f"--xdlm_k must lie in [0, 1], got {xdlm_args.xdlm_k}")
     if "--xdlm_k" in given and xdlm_args.training_method != "xdm":
         raise ValueError(f"--xdlm_k applies to --training_method xdm only (mdm is k = 0), got --training_method {xdlm_args.training_method}")
+    if "--fused_loss" in given and xdlm_args.fused_loss and (
+            xdlm_args.training_method == "ar" or model_args.model_implementation == "remote"):
+        raise ValueError("--fused_loss applies to --training_method xdm or mdm with --model_implementation native")
+    if xdlm_args.training_method == "ar" or model_args.model_implementation == "remote":
+        xdlm_args.fused_loss = False
     if xdlm_args.eval_mask_rates < 1:
         raise ValueError(f"--eval_mask_rates must be at least 1, got {xdlm_args.eval_mask_rates}")
     if model_args.torch_dtype not in (None, "auto", "bfloat16", "float16", "float32"):
@@ -412,7 +440,8 @@ def plot_loss_curve(log_history, path):
 # ---------------------------------------------------------------------------
 
 def main(argv=None):
-    model_args, data_args, xdlm_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    model_args, data_args, xdlm_args, training_args = parse_args(argv)
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
@@ -450,6 +479,10 @@ def main(argv=None):
                                               cache_dir=model_args.cache_dir, revision=model_args.model_revision,
                                               token=model_args.token, trust_remote_code=model_args.trust_remote_code)
     mask_id = resolve_mask_id(config, tokenizer, xdlm_args.mask_token_id)
+    if xdlm_args.fused_loss and not isinstance(config, LLaDAConfig):
+        if any(a.split("=")[0] == "--fused_loss" for a in argv):
+            raise ValueError(f"--fused_loss needs the native LLaDA model; {config.model_type!r} is not one")
+        xdlm_args.fused_loss = False
     model_max = max_length(config)
     block_size = data_args.block_size or min(model_max or 4096, 4096)
     if model_max and block_size > model_max:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast
 
 try:  # optional: only on CUDA machines where it was built
     from flash_attn import flash_attn_func
@@ -247,8 +247,12 @@ class LLaDAModelLM(PreTrainedModel):
             logits = logits * (1 / math.sqrt(self.config.d_model))
         return logits
 
-    def forward(self, input_ids, attention_mask=None, causal=None):
+    def forward(self, input_ids, attention_mask=None, causal=None, return_hidden=False):
+        """Logits [B, L, N]; with return_hidden=True the final hidden states instead (for a fused
+        loss through wrappers such as DeepSpeed's engine or PEFT, which only call forward)."""
         hidden = self.final_hidden(input_ids, attention_mask, causal)
+        if return_hidden:
+            return BaseModelOutput(last_hidden_state=hidden)
         return CausalLMOutputWithPast(logits=self.logits_from_hidden(hidden))
 
 

@@ -22,6 +22,8 @@ MASK_RATE_EPS = 1e-3
 # Below this argument the series forms of g and phi are used (truncation error < 1e-8
 # relative); above it the direct forms lose at most ~1e-5 relative to cancellation.
 _SERIES_BELOW = 0.01
+# Vocabulary slice for the sum of g: bounds its temporaries.
+_SUM_SLICE = 8192
 
 
 # ---------------------------------------------------------------------------
@@ -139,6 +141,26 @@ def _g(u):
     return torch.where(small, series, u - torch.log1p(u))
 
 
+class _SumG(torch.autograd.Function):
+    """S = sum over the last dimension of g(u), u >= 0, with backward dS/du = g'(u) = u / (1 + u).
+
+    Evaluated over vocabulary slices so that g's temporaries stay small, and only u is kept
+    for backward (autograd through g would keep a dozen full-vocabulary tensors)."""
+
+    @staticmethod
+    def forward(ctx, u):
+        ctx.save_for_backward(u)
+        S = torch.zeros(u.shape[:-1], dtype=u.dtype, device=u.device)
+        for part in u.split(_SUM_SLICE, -1):
+            S += _g(part).sum(-1)
+        return S
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        return grad[..., None] * u / (1 + u)
+
+
 def _phi(u):
     """phi(u) = log(1 + u) - u / (1 + u) >= 0, accurate for small u (series u^2/2 - 2u^3/3 + 3u^4/4 - 4u^5/5)."""
     small = u < _SERIES_BELOW
@@ -167,43 +189,51 @@ def masked_diffusion_loss(logits, noisy_ids, clean_ids, p_mask, mask_id):
     return torch.where(masked, nll, torch.zeros_like(nll)) / p_mask
 
 
-def xdlm_terms(log_p, noisy_ids, clean_ids, alpha_t, k):
-    """h_t [B, L] from log p [B, L, N] (log-probabilities with log p(m) = -inf), for k > 0.
+def _rates(alpha_t, k, N, dtype):
+    """alpha, beta and log U = log(alpha N / (beta k)), as [..., 1] columns of dtype."""
+    alpha = alpha_t.to(dtype)[..., None]
+    # beta -> 0 at alpha = 1: take the limit (every term of the loss is continuous there).
+    beta = (1 - alpha).clamp_min(torch.finfo(dtype).eps)
+    return alpha, beta, torch.log(alpha) + math.log(N) - torch.log(beta) - math.log(k)
+
+
+def xdlm_from_sums(p_x, p_z, one_minus_px, S, at_x, alpha, beta, log_U, k, N):
+    """h_t per token from p(x), p(z_t), 1 - p(x) and S = sum_{e != x} g(U p(e)), for k > 0.
 
     The closed form is rearranged into non-negative pieces so that nothing cancels
     catastrophically when alpha -> 0 (where 1/alpha log(A*/A) and k beta/alpha P are
     both huge) or alpha -> 1. With U = alpha N / (beta k) and u_e = U p(e):
       B*/B = 1 + v,   v = alpha N (1 - p(x)) / B
       C    = log(B*/B) + (k beta / alpha) P
-           = log(1 + v) - v p(x) - g(v) / U + (1/U) sum_{e != x} g(u_e)
+           = log(1 + v) - v p(x) - g(v) / U + S / U
       z_t = m:          h_t = C / beta
       z_t = x:          h_t = (k / B*) (g(v) / alpha + C)
       z_t = j not x, m: h_t = (phi(u_j) / alpha + C) / beta
-    with g(u) = u - log(1 + u) and phi(u) = log(1 + u) - u / (1 + u).
+    with g(u) = u - log(1 + u) and phi(u) = log(1 + u) - u / (1 + u). 1 - p(x) is passed
+    separately because, summed over e != x, it stays accurate when p(x) -> 1.
     """
-    N = log_p.shape[-1]
-    alpha = alpha_t.to(log_p.dtype)[:, None]
-    # beta -> 0 at alpha = 1: take the limit (every term below is continuous there).
-    beta = (1 - alpha).clamp_min(torch.finfo(log_p.dtype).eps)
-    log_U = torch.log(alpha) + math.log(N) - torch.log(beta) - math.log(k)
     U = log_U.exp()
-    # u_e for e != x (u_m = 0 since p(m) = 0). Summing u_e over e != x gives 1 - p(x)
-    # accurately even when p(x) -> 1, where -expm1(log p(x)) would round to 0.
-    u_not_x = torch.exp(log_p + log_U[..., None]).scatter(-1, clean_ids[..., None], 0.0)
-    one_minus_px = u_not_x.sum(-1) / U
-    p_x = log_p.gather(-1, clean_ids[..., None]).squeeze(-1).exp()  # accurate when p(x) -> 0
     B = alpha * N * p_x + beta * k
     B_star = alpha * N + beta * k
     v = alpha * N * one_minus_px / B
     g_v = _g(v)
     # log(1 + v) - v p(x) = v (1 - p(x)) - g(v): the left form cancels for small v, the right for large v.
     log1p_v_minus_v_px = torch.where(v < 1, v * one_minus_px - g_v, torch.log1p(v) - v * p_x)
-    C = log1p_v_minus_v_px - g_v / U + _g(u_not_x).sum(-1) / U
-    u_z = torch.exp(log_p.gather(-1, noisy_ids[..., None]).squeeze(-1) + log_U)
-    at_x = noisy_ids == clean_ids
-    excess = torch.where(at_x, g_v, _phi(u_z)) / alpha  # phi(u_m) = 0: nothing extra at the mask
+    C = log1p_v_minus_v_px - g_v / U + S / U
+    excess = torch.where(at_x, g_v, _phi(U * p_z)) / alpha  # phi(u_m) = 0: nothing extra at the mask
     weight = torch.where(at_x, k / B_star, 1 / beta)
     return weight * (excess + C)
+
+
+def xdlm_terms(log_p, noisy_ids, clean_ids, alpha_t, k):
+    """h_t [B, L] from log p [B, L, N] (log-probabilities with log p(m) = -inf), for k > 0."""
+    N = log_p.shape[-1]
+    alpha, beta, log_U = _rates(alpha_t, k, N, log_p.dtype)
+    u_not_x = torch.exp(log_p + log_U[..., None]).scatter(-1, clean_ids[..., None], 0.0)  # u_m = 0 too
+    p_x = log_p.gather(-1, clean_ids[..., None]).squeeze(-1).exp()
+    p_z = log_p.gather(-1, noisy_ids[..., None]).squeeze(-1).exp()
+    return xdlm_from_sums(p_x, p_z, u_not_x.sum(-1) / log_U.exp(), _SumG.apply(u_not_x), noisy_ids == clean_ids,
+                          alpha, beta, log_U, k, N)
 
 
 def xdlm_loss(logits, noisy_ids, clean_ids, alpha_t, k, mask_id):
@@ -248,3 +278,139 @@ def autoregressive_loss(logits, input_ids, loss_weight=None):
         return nll.mean()
     w = loss_weight[:, 1:].to(nll.dtype)
     return (nll * w).sum() / w.sum().clamp_min(1)
+
+
+# ---------------------------------------------------------------------------
+# Fused output head + loss: never materialises the [B, L, N] logits
+# ---------------------------------------------------------------------------
+
+def _chunk_masked_ce(logits, clean, p_mask, w):
+    """k = 0 on a chunk of masked positions: sum of w (-log p(x)) / p_mask and d/d logits."""
+    log_p = torch.log_softmax(logits, -1)
+    nll = -log_p.gather(-1, clean[:, None]).squeeze(-1)
+    scale = w / p_mask
+    grad = log_p.exp_().mul_(scale[:, None])  # softmax - onehot(x), times the weight
+    grad.scatter_add_(1, clean[:, None], -scale[:, None])
+    return (scale * nll).sum(), grad
+
+
+def _chunk_xdlm(logits, noisy, clean, alpha_t, w, k, mask_id):
+    """k > 0 on a chunk: sum of w h_t and its gradient wrt the logits [c, N] (overwritten).
+
+    The loss goes through xdlm_from_sums, the formula of the reference path; its four
+    per-token inputs are leaves of a small autograd graph, and the vocabulary-wide part
+    of the chain rule is written out: d(1 - p(x))/dp(e) = 1, dS/dp(e) = U g'(u_e) with
+    g'(u) = u / (1 + u), for e != x; then d/dl = p * (G - sum p G)."""
+    N = logits.shape[-1]
+    alpha, beta, log_U = (t[:, 0] for t in _rates(alpha_t, k, N, logits.dtype))
+    U = log_U.exp()
+    at_x = noisy == clean
+    z_real = ~at_x & (noisy != mask_id)
+    logits.sub_(logits.amax(-1, keepdim=True)).exp_()  # e^(l - max); the mask column is 0
+    Z = logits.sum(-1)
+    p_x = logits.gather(1, clean[:, None]).squeeze(1) / Z
+    p_z = logits.gather(1, noisy[:, None]).squeeze(1) / Z
+    u = logits.mul_((U / Z)[:, None]).scatter_(1, clean[:, None], 0.0)  # u_e = U p(e), e != x
+    one_minus_px = u.sum(-1) / U
+    S = _SumG.apply(u)
+    t = torch.add(u, 1)
+    t = torch.div(u, t, out=t)  # g'(u) = u / (1 + u), in one buffer
+    R = (t * u).sum(-1)  # sum_{e != x} u_e g'(u_e) = U sum_{e != x} p(e) g'(u_e)
+    with torch.enable_grad():
+        leaves = [x.detach().requires_grad_() for x in (p_x, p_z, one_minus_px, S)]
+        h = xdlm_from_sums(*leaves, at_x, alpha, beta, log_U, k, N)
+        loss = (w * h).sum()
+        a_x, a_z, a_Q, a_S = torch.autograd.grad(loss, leaves)
+    a_z = torch.where(z_real, a_z, torch.zeros_like(a_z))  # p(m) = 0 is a constant
+    G_x = a_x + torch.where(at_x, a_z, torch.zeros_like(a_z))
+    G_mean = a_S * R + a_Q * one_minus_px + p_x * G_x + p_z * a_z
+    # p(e) G(e) - p(e) G_mean for e != x: a_S u^2/(1+u) + (a_Q - G_mean) u / U
+    t.mul_(u).mul_(a_S[:, None])  # a_S u g'(u)
+    grad = u.mul_(((a_Q - G_mean) / U)[:, None]).add_(t)
+    grad.scatter_add_(1, noisy[:, None], (p_z * a_z)[:, None])
+    grad.scatter_(1, clean[:, None], (p_x * (G_x - G_mean))[:, None])
+    return loss.detach(), grad
+
+
+class _LinearXDLM(torch.autograd.Function):
+    """sum_t w_t h_t from hidden [T, d] and the head [N, d], chunk by chunk over tokens. The
+    gradients are computed during the forward pass (each chunk's logits live only there)
+    into the hidden and weight gradient tensors that the caller needs anyway."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, noisy, clean, alpha_tok, loss_weight, k, mask_id, chunk_size):
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.zeros_like(hidden) if need_h else None
+        grad_weight = torch.zeros_like(weight) if need_w else None
+        compute = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+        # Positions that carry no loss are skipped: weight 0 (prompts) and, at k = 0, unmasked ones.
+        carries = loss_weight != 0
+        if k == 0:
+            carries &= noisy == mask_id
+        rows = carries.nonzero().squeeze(1)
+        total = torch.zeros((), dtype=compute, device=hidden.device)
+        for idx in rows.split(chunk_size):
+            h = hidden.index_select(0, idx)
+            logits = (h @ weight.t()).to(compute)
+            logits[:, mask_id] = float("-inf")
+            if k == 0:
+                loss, grad = _chunk_masked_ce(logits, clean[idx], 1 - alpha_tok[idx].to(compute), loss_weight[idx].to(compute))
+            else:
+                loss, grad = _chunk_xdlm(logits, noisy[idx], clean[idx], alpha_tok[idx], loss_weight[idx].to(compute), k, mask_id)
+            total += loss
+            grad = grad.to(hidden.dtype)
+            if need_h:
+                grad_hidden.index_copy_(0, idx, grad @ weight)
+            if need_w:
+                grad_weight.addmm_(grad.t(), h)
+            del logits, grad
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        scale = grad_out.to(torch.float32)
+        if grad_hidden is not None:
+            grad_hidden.mul_(scale)
+        if grad_weight is not None:
+            grad_weight.mul_(scale)
+        return grad_hidden, grad_weight, None, None, None, None, None, None, None
+
+
+def linear_xdlm_loss(hidden, lm_head_weight, noisy_ids, clean_ids, alpha_t, k, mask_id, loss_weight=None,
+                     chunk_size=None):
+    """sum over positions of loss_weight * h_t (weight 1 where not given), from the final hidden
+    states [B, L, d] and the output head [N, d], without materialising the [B, L, N] logits.
+
+    Equal to xdlm_loss(hidden @ lm_head_weight.T, ...) weighted and summed, in float32 (float64
+    for float64 inputs); the logits are formed chunk_size tokens at a time (default: 1/32 of
+    the tokens, at least 16). k = 0 costs a masked cross-entropy on the masked positions only.
+    """
+    k = _check_k(k)
+    if hidden.dim() != 3 or lm_head_weight.dim() != 2 or hidden.shape[-1] != lm_head_weight.shape[-1]:
+        raise ValueError(f"hidden must be [B, L, d] and lm_head_weight [N, d] with the same d, got "
+                         f"{tuple(hidden.shape)} and {tuple(lm_head_weight.shape)}")
+    B, L, d = hidden.shape
+    N = lm_head_weight.shape[0]
+    for name, ids in (("noisy_ids", noisy_ids), ("clean_ids", clean_ids)) + (
+            (("loss_weight", loss_weight),) if loss_weight is not None else ()):
+        if ids.shape != (B, L):
+            raise ValueError(f"{name} must have shape [B, L] = {(B, L)} to match hidden, got {tuple(ids.shape)}")
+    _check_mask_id(mask_id, N)
+    _check_ids("noisy_ids", noisy_ids, N)
+    _check_ids("clean_ids", clean_ids, N, mask_id=mask_id)
+    _check_alpha(alpha_t, B)
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    T = B * L
+    chunk_size = chunk_size or max(16, -(-T // 32))
+    if torch.is_autocast_enabled(hidden.device.type):  # what F.linear would compute in under autocast
+        dtype = torch.get_autocast_dtype(hidden.device.type)
+        hidden, lm_head_weight = hidden.to(dtype), lm_head_weight.to(dtype)
+    elif hidden.dtype != lm_head_weight.dtype:
+        raise ValueError(f"hidden ({hidden.dtype}) and lm_head_weight ({lm_head_weight.dtype}) must share a dtype")
+    weight = torch.ones(B, L, device=hidden.device) if loss_weight is None else loss_weight
+    with torch.autocast(hidden.device.type, enabled=False):
+        return _LinearXDLM.apply(hidden.reshape(T, d), lm_head_weight, noisy_ids.reshape(T), clean_ids.reshape(T),
+                                 alpha_t[:, None].expand(B, L).reshape(T), weight.reshape(T), k, mask_id, chunk_size)

@@ -1,0 +1,158 @@
+"""Fused linear + XDLM loss against the reference path, side by side in one run.
+
+reference: logits = hidden @ W.T, then xdlm_loss(...).sum(), forward + backward
+fused:     linear_xdlm_loss(hidden, W, ...), forward + backward
+Each path runs in its own process (so one's memory cannot hide in the other's). Transient
+memory is the process's peak memory minus what it held before the loss (the inputs) and
+minus the input gradients, which both paths must hold; it is reported as a fraction of
+the float32 logits [B, L, N]. Also checks that loss and gradients agree.
+
+usage: python scripts/bench_loss.py [--L 1024 --d 256 --N 126464 --k 0.1] [--device cuda]
+(on a GPU the peak is torch.cuda.max_memory_allocated; on CPU the process's peak RSS, VmHWM)
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss():
+    """Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(args):
+    import torch
+
+    sys.path.insert(0, ROOT)
+    from xdlm_loss import corrupt, linear_xdlm_loss, xdlm_loss
+
+    torch.manual_seed(0)
+    dev, dtype = args.device, getattr(torch, args.dtype)
+    mask_id = args.N - 128
+    # warm up the kernels on small shapes so that library start-up is not counted
+    small = torch.randn(4, 8, args.d, device=dev, dtype=dtype, requires_grad=True)
+    w_small = torch.randn(64, args.d, device=dev, dtype=dtype, requires_grad=True)
+    run_path(args.path, small, w_small, torch.randint(0, 32, (4, 8), device=dev), 40, 0.1, xdlm_loss, linear_xdlm_loss, corrupt)
+
+    hidden = (torch.randn(args.B, args.L, args.d, device=dev) * 2).to(dtype).requires_grad_()
+    weight = (torch.randn(args.N, args.d, device=dev) / args.d ** 0.5).to(dtype).requires_grad_()
+    clean = torch.randint(0, mask_id, (args.B, args.L), device=dev)
+    grad_bytes = hidden.numel() * hidden.element_size() + weight.numel() * weight.element_size()
+    if dev == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        reset_peak_rss()
+        before = rss_bytes()
+    loss, gh, gw = run_path(args.path, hidden, weight, clean, mask_id, args.k, xdlm_loss, linear_xdlm_loss, corrupt)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = peak_rss_bytes()
+    transient = peak - before - grad_bytes
+    times = []
+    for _ in range(args.repeats):
+        hidden.grad = weight.grad = None
+        t = time.perf_counter()
+        run_path(args.path, hidden, weight, clean, mask_id, args.k, xdlm_loss, linear_xdlm_loss, corrupt)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    torch.save({"loss": loss, "gh": gh, "gw": gw}, args.out)
+    print(json.dumps({"transient": transient, "time": statistics.median(times)}))
+
+
+def run_path(path, hidden, weight, clean, mask_id, k, xdlm_loss, linear_xdlm_loss, corrupt):
+    import torch
+
+    g = torch.Generator(device=hidden.device).manual_seed(1)
+    B = hidden.shape[0]
+    alpha = torch.rand(B, generator=g, device=hidden.device) * 0.9 + 0.05
+    noisy = corrupt(clean, alpha, k, mask_id, weight.shape[0], generator=g)
+    hidden.grad = weight.grad = None
+    if path == "reference":
+        loss = xdlm_loss(hidden @ weight.t(), noisy, clean, alpha, k, mask_id).sum()
+    else:
+        loss = linear_xdlm_loss(hidden, weight, noisy, clean, alpha, k, mask_id)
+    loss.backward()
+    return loss.detach(), hidden.grad, weight.grad
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--B", type=int, default=1)
+    ap.add_argument("--L", type=int, default=1024)
+    ap.add_argument("--d", type=int, default=256)
+    ap.add_argument("--N", type=int, default=126464)
+    ap.add_argument("--k", type=float, default=0.1)
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
+    ap.add_argument("--dtype", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    import tempfile
+
+    import torch
+
+    logits_bytes = args.B * args.L * args.N * 4
+    print(f"B={args.B} L={args.L} d={args.d} N={args.N} k={args.k} on {args.device}; "
+          f"float32 logits = {logits_bytes / 2**20:.0f} MiB")
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in args.dtypes.split(","):
+            res = {}
+            for path in ("reference", "fused"):
+                out = os.path.join(tmp, f"{path}-{dtype}.pt")
+                cmd = [sys.executable, __file__, "--child", "--path", path, "--dtype", dtype, "--out", out,
+                       "--device", args.device, "--repeats", str(args.repeats)] + \
+                      [f"--{n}={getattr(args, n)}" for n in ("B", "L", "d", "N", "k")]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode:
+                    sys.exit(f"{path} {dtype} failed:\n{proc.stderr[-3000:]}")
+                res[path] = dict(json.loads(proc.stdout.strip().splitlines()[-1]), **torch.load(out))
+            ref, fus = res["reference"], res["fused"]
+            rel = lambda a, b: ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()  # noqa: E731
+            errs = [abs(fus["loss"].item() / ref["loss"].item() - 1), rel(fus["gh"], ref["gh"]), rel(fus["gw"], ref["gw"])]
+            mem_ratio = fus["transient"] / logits_bytes
+            time_ratio = fus["time"] / ref["time"]
+            tol = 1e-5 if dtype == "float32" else 2e-2
+            print(f"{dtype}: transient memory reference {ref['transient'] / logits_bytes:.2f}x logits, "
+                  f"fused {mem_ratio:.3f}x logits (fused/reference {fus['transient'] / ref['transient']:.3f}; "
+                  f"target <= 0.25x logits); time fused/reference {time_ratio:.3f} (target <= 1.10); "
+                  f"relative error loss {errs[0]:.1e}, grad hidden {errs[1]:.1e}, grad weight {errs[2]:.1e} "
+                  f"(tolerance {tol:g})")
+            ok &= mem_ratio <= 0.25 and time_ratio <= 1.10 and max(errs) <= tol
+    print("all targets met" if ok else "some targets missed")
+
+
+if __name__ == "__main__":
+    main()
