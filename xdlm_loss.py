@@ -13,6 +13,7 @@ k = 0 is LLaDA's masked diffusion loss, k = 1 uniform-noise diffusion.
 Losses are computed in float32 (float64 when the logits are float64).
 """
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +32,23 @@ _SUM_SLICE = 8192
 # ---------------------------------------------------------------------------
 
 def _check_k(k):
-    if not (isinstance(k, (int, float)) and 0.0 <= float(k) <= 1.0):
+    try:
+        value = float(k)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
         raise ValueError(f"k (the XDLM mixing ratio) must be a number in [0, 1], got {k!r}")
-    return float(k)
+    return value
 
 
 def _check_mask_id(mask_id, vocab_size):
-    if not (isinstance(mask_id, int) and 0 <= mask_id < vocab_size):
+    try:
+        value = operator.index(mask_id)
+    except TypeError:
+        value = -1
+    if not 0 <= value < vocab_size:
         raise ValueError(f"mask_id must be an integer in [0, {vocab_size}) (the vocabulary size), got {mask_id!r}")
+    return value
 
 
 def _check_alpha(alpha_t, batch_size, name="alpha_t"):
@@ -56,6 +66,20 @@ def _check_ids(name, ids, vocab_size, mask_id=None):
         raise ValueError(f"{name} must lie in [0, {vocab_size}) (the vocabulary size)")
     if mask_id is not None and bool((ids == mask_id).any()):
         raise ValueError(f"{name} must not contain the mask id {mask_id}: clean tokens are never the mask")
+
+
+def _check_loss_inputs(shape, vocab_size, noisy_ids, clean_ids, alpha_t, mask_id, source, loss_weight=None):
+    named = {"noisy_ids": noisy_ids, "clean_ids": clean_ids}
+    if loss_weight is not None:
+        named["loss_weight"] = loss_weight
+    for name, t in named.items():
+        if t.shape != shape:
+            raise ValueError(f"{name} must have shape [B, L] = {shape} to match {source}, got {tuple(t.shape)}")
+    mask_id = _check_mask_id(mask_id, vocab_size)
+    _check_ids("noisy_ids", noisy_ids, vocab_size)
+    _check_ids("clean_ids", clean_ids, vocab_size, mask_id=mask_id)
+    _check_alpha(alpha_t, shape[0])
+    return mask_id
 
 
 # ---------------------------------------------------------------------------
@@ -85,7 +109,7 @@ def corrupt(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, keep=Non
     positions that are never noised (prompt tokens in conditional training).
     """
     k = _check_k(k)
-    _check_mask_id(mask_id, vocab_size)
+    mask_id = _check_mask_id(mask_id, vocab_size)
     if clean_ids.dim() != 2:
         raise ValueError(f"clean_ids must have shape [B, L], got {tuple(clean_ids.shape)}")
     _check_alpha(alpha_t, clean_ids.shape[0])
@@ -248,13 +272,7 @@ def xdlm_loss(logits, noisy_ids, clean_ids, alpha_t, k, mask_id):
     if logits.dim() != 3 or not logits.is_floating_point():
         raise ValueError(f"logits must be a float tensor of shape [B, L, N], got {logits.dtype} {tuple(logits.shape)}")
     B, L, N = logits.shape
-    for name, ids in (("noisy_ids", noisy_ids), ("clean_ids", clean_ids)):
-        if ids.shape != (B, L):
-            raise ValueError(f"{name} must have shape [B, L] = {(B, L)} to match logits, got {tuple(ids.shape)}")
-    _check_mask_id(mask_id, N)
-    _check_ids("noisy_ids", noisy_ids, N)
-    _check_ids("clean_ids", clean_ids, N, mask_id=mask_id)
-    _check_alpha(alpha_t, B)
+    mask_id = _check_loss_inputs((B, L), N, noisy_ids, clean_ids, alpha_t, mask_id, "logits")
     if k == 0:
         return masked_diffusion_loss(logits, noisy_ids, clean_ids, 1 - alpha_t, mask_id)
     log_p = torch.log_softmax(_without_mask_logit(logits, mask_id), dim=-1)
@@ -393,14 +411,7 @@ def linear_xdlm_loss(hidden, lm_head_weight, noisy_ids, clean_ids, alpha_t, k, m
                          f"{tuple(hidden.shape)} and {tuple(lm_head_weight.shape)}")
     B, L, d = hidden.shape
     N = lm_head_weight.shape[0]
-    for name, ids in (("noisy_ids", noisy_ids), ("clean_ids", clean_ids)) + (
-            (("loss_weight", loss_weight),) if loss_weight is not None else ()):
-        if ids.shape != (B, L):
-            raise ValueError(f"{name} must have shape [B, L] = {(B, L)} to match hidden, got {tuple(ids.shape)}")
-    _check_mask_id(mask_id, N)
-    _check_ids("noisy_ids", noisy_ids, N)
-    _check_ids("clean_ids", clean_ids, N, mask_id=mask_id)
-    _check_alpha(alpha_t, B)
+    mask_id = _check_loss_inputs((B, L), N, noisy_ids, clean_ids, alpha_t, mask_id, "hidden", loss_weight)
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     T = B * L
