@@ -130,3 +130,11 @@ def test_trainer_logs_the_same_loss_fused_or_not(tmp_path, corpus_texts, llada_d
         state = json.load(open(os.path.join(out, "trainer_state.json")))
         losses[fused] = [e["loss"] for e in state["log_history"] if "loss" in e]
     assert losses["True"] == pytest.approx(losses["False"], rel=1e-4)
+
+
+def test_microbatch_benchmark_runs_both_paths():
+    """scripts/bench_microbatch.py is for GPUs; a tiny CPU run checks both paths train."""
+    proc = subprocess.run([sys.executable, "scripts/bench_microbatch.py", "--tiny", "--device", "cpu", "--dtype", "float32",
+                           "--max_batch", "2", "--L", "64"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reference loss: largest micro-batch 2" in proc.stdout and "fused loss: largest micro-batch 2" in proc.stdout

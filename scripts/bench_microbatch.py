@@ -1,0 +1,83 @@
+"""Largest micro-batch that fits, with and without the fused loss, for a ~1B-parameter
+LLaDA configuration (GPU): doubles the batch until forward + backward runs out of memory.
+
+usage: python scripts/bench_microbatch.py [--L 4096] [--k 0.1] [--gradient_checkpointing]
+       python scripts/bench_microbatch.py --tiny --device cpu --max_batch 4   (a smoke run)
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
+from xdlm_loss import corrupt, linear_xdlm_loss, sample_mask_rate, xdlm_loss  # noqa: E402
+
+# ~1.1B parameters with LLaDA's vocabulary (the embedding and head are 0.52B of them).
+LLADA_1B = dict(d_model=2048, n_layers=12, n_heads=16, n_kv_heads=16, mlp_hidden_size=5632, vocab_size=126464,
+                embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
+TINY = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=4096,
+            embedding_size=4096, max_sequence_length=256, mask_token_id=4000)
+
+
+def step(model, batch, L, k, fused, device):
+    cfg = model.config
+    ids = torch.randint(0, cfg.mask_token_id, (batch, L), device=device)
+    alpha = 1 - sample_mask_rate(batch, stratified=True, device=device)
+    noisy = corrupt(ids, alpha, k, cfg.mask_token_id, cfg.embedding_size)
+    if fused:
+        loss = linear_xdlm_loss(model.final_hidden(noisy), model.output_head_weight, noisy, ids, alpha, k,
+                                cfg.mask_token_id) / noisy.numel()
+    else:
+        loss = xdlm_loss(model(noisy).logits, noisy, ids, alpha, k, cfg.mask_token_id).mean()
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def largest_batch(model, L, k, fused, device, max_batch):
+    best, batch = 0, 1
+    while batch <= max_batch:
+        try:
+            step(model, batch, L, k, fused, device)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = batch
+            batch *= 2
+        except torch.OutOfMemoryError:
+            break
+        finally:
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--L", type=int, default=None, help="sequence length (default: the model maximum)")
+    ap.add_argument("--k", type=float, default=0.1)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--max_batch", type=int, default=1024)
+    ap.add_argument("--gradient_checkpointing", action="store_true")
+    ap.add_argument("--tiny", action="store_true", help="a tiny configuration instead of ~1B (for a smoke run)")
+    args = ap.parse_args()
+    cfg = LLaDAConfig(**(TINY if args.tiny else LLADA_1B))
+    L = args.L or cfg.max_sequence_length
+    model = LLaDAModelLM(cfg).to(device=args.device, dtype=getattr(torch, args.dtype))
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    n = sum(p.numel() for p in model.parameters())
+    print(f"{n / 1e9:.2f}B parameters, L={L}, {args.dtype}, k={args.k}, gradient checkpointing "
+          f"{'on' if args.gradient_checkpointing else 'off'}, device {args.device}")
+    results = {}
+    for fused in (False, True):
+        results[fused] = largest_batch(model, L, args.k, fused, args.device, args.max_batch)
+        print(f"{'fused' if fused else 'reference'} loss: largest micro-batch {results[fused]}")
+    if results[False]:
+        print(f"fused / reference micro-batch: {results[True] / results[False]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
