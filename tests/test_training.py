@@ -183,3 +183,24 @@ def test_mask_id_outside_the_vocabulary_and_missing_mask_id_fail_clearly(tokeniz
         llada_cpt.resolve_mask_id(LLaDAConfig(vocab_size=1088, mask_token_id=5000), no_mask_tok, None)
     with pytest.raises(ValueError, match="no mask token id"):
         llada_cpt.resolve_mask_id(LLaDAConfig(vocab_size=1088, mask_token_id=None), no_mask_tok, None)
+
+
+def test_k_and_stratified_flags_reach_the_loss(tmp_path, text_file, llada_dir, monkeypatch):
+    seen = []
+    real_rate = llada_cpt.sample_mask_rate
+
+    def spy_corrupt(clean_ids, alpha_t, k, *a, **kw):
+        seen.append(("k", k))
+        return real_corrupt(clean_ids, alpha_t, k, *a, **kw)
+
+    def spy_rate(batch_size, stratified=False, **kw):
+        seen.append(("stratified", stratified))
+        return real_rate(batch_size, stratified=stratified, **kw)
+
+    monkeypatch.setattr(llada_cpt, "corrupt", spy_corrupt)
+    monkeypatch.setattr(llada_cpt, "sample_mask_rate", spy_rate)
+    for extra, want in [(["--xdlm_k", "0.3"], {("k", 0.3), ("stratified", True)}),
+                        (["--training_method", "mdm", "--stratified_t", "False"], {("k", 0.0), ("stratified", False)})]:
+        seen.clear()
+        llada_cpt.main(base_args(str(tmp_path / "o"), text_file, llada_dir, "--max_steps", "1", *extra))
+        assert set(seen) == want
