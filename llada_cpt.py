@@ -61,7 +61,7 @@ class ModelArguments:
     token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models or datasets."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow hub code for tokenizers/configs of non-LLaDA models, and for --model_implementation remote."})
     model_implementation: str = field(default="native", metadata={"help": "'native': this repository's LLaDA model for model_type llada. 'remote': the checkpoint's own code (needs --trust_remote_code True)."})
-    torch_dtype: Optional[str] = field(default=None, metadata={"help": "Load weights in this dtype: auto (the checkpoint's), bfloat16, float16 or float32 (default)."})
+    torch_dtype: Optional[str] = field(default=None, metadata={"help": "Load weights in this dtype: auto (the checkpoint's), bfloat16, float16 or float32. Default: float32, or bfloat16/float16 under DeepSpeed with --bf16/--fp16 (DeepSpeed keeps float32 master weights)."})
     with_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
@@ -380,13 +380,23 @@ def _pairs(batch, tokenizer, data_args, block_size, eos):
 # Model
 # ---------------------------------------------------------------------------
 
-def load_model(model_args, config, training_method):
+def default_dtype(training_args):
+    """Without DeepSpeed, float32 weights: --bf16 autocasts, while training bf16 weights directly
+    would lose small updates. DeepSpeed with bf16/fp16 keeps float32 master weights itself, so
+    the weights load in half precision (an 8B model in float32 would take 32 GB of host memory
+    in every process)."""
+    if training_args.deepspeed and training_args.bf16:
+        return "bfloat16"
+    if training_args.deepspeed and training_args.fp16:
+        return "float16"
+    return "float32"
+
+
+def load_model(model_args, config, training_method, training_args):
     native = isinstance(config, LLaDAConfig)
     if training_method == "ar":
         config.causal = True
-    # float32 weights unless asked otherwise: --bf16 autocasts (and DeepSpeed keeps float32
-    # master weights), while training bf16 weights directly would lose small updates.
-    dtype = model_args.torch_dtype or "float32"
+    dtype = model_args.torch_dtype or default_dtype(training_args)
     dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     if model_args.model_name_or_path:
         kwargs = dict(config=config, dtype=dtype, cache_dir=model_args.cache_dir,
@@ -510,7 +520,7 @@ def main(argv=None):
             eval_dataset = eval_dataset.select(range(min(len(eval_dataset), data_args.max_eval_samples)))
         first_row(eval_dataset, f"validation (no block of {block_size} tokens)")
 
-    model = load_model(model_args, config, xdlm_args.training_method)
+    model = load_model(model_args, config, xdlm_args.training_method, training_args)
     if training_args.gradient_checkpointing and model_args.with_lora:
         model.enable_input_require_grads()
 

@@ -41,4 +41,6 @@ print(text[start:start + 120])
 PYEOF
 )
 printf '\n--- prompt (held-out) ---\n%s\n--- 32-step XDLM completion (k = 0.1) ---\n' "$PROMPT"
+printf '(a few hundred CPU steps of a 5M-parameter diffusion model: expect frequent tokens, not code yet)\n'
+
 "$PY" generate.py --model_name_or_path "$OUT" --prompt "$PROMPT" --steps 32 --gen_length 128 --block_length 128 --k 0.1
