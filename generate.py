@@ -83,6 +83,13 @@ class _Scorer:
         self.model, self.attention_mask, self.mask_id, self.temperature = model, attention_mask, mask_id, temperature
         self.native = hasattr(model, "final_hidden") and hasattr(model, "output_head_weight")
         self.buffers = {}
+        self._vocab_size = model.output_head_weight.shape[0] if self.native else None
+
+    def vocab_size(self, x):
+        """N, the logits' width (one single-position pass if the model does not expose its head)."""
+        if self._vocab_size is None:
+            self.logits(x, torch.zeros(x.shape[0], 1, dtype=torch.long, device=x.device))
+        return self._vocab_size
 
     def _buffer(self, name, shape, like):
         n = math.prod(shape)
@@ -103,6 +110,7 @@ class _Scorer:
             logits = self.model(x, attention_mask=self.attention_mask).logits
             logits = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
         logits[..., self.mask_id] = float("-inf")
+        self._vocab_size = logits.shape[-1]
         return logits.float()
 
     def __call__(self, x, positions):
@@ -193,8 +201,7 @@ def _ancestral(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, 
     for b in range(blocks):
         lo, hi = P + b * block_length, P + (b + 1) * block_length
         if k > 0:  # the prior at t = 1 is r: a uniform id with probability k, else the mask
-            N = scorer.logits(x, torch.full((B, 1), lo, device=x.device)).shape[-1]
-            r = stationary_noise(k, mask_id, N, device=x.device)
+            r = stationary_noise(k, mask_id, scorer.vocab_size(x), device=x.device)
             x[:, lo:hi] = torch.multinomial(r, B * block_length, replacement=True).view(B, block_length)
         for i in range(steps_per_block):
             t, s = 1 - i / steps_per_block, 1 - (i + 1) / steps_per_block

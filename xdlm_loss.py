@@ -371,10 +371,11 @@ class _LinearXDLM(torch.autograd.Function):
             h = hidden.index_select(0, idx)
             logits = (h @ weight.t()).to(compute)
             logits[:, mask_id] = float("-inf")
+            w = loss_weight[idx].to(compute)
             if k == 0:
-                loss, grad = _chunk_masked_ce(logits, clean[idx], 1 - alpha_tok[idx].to(compute), loss_weight[idx].to(compute))
+                loss, grad = _chunk_masked_ce(logits, clean[idx], 1 - alpha_tok[idx].to(compute), w)
             else:
-                loss, grad = _chunk_xdlm(logits, noisy[idx], clean[idx], alpha_tok[idx], loss_weight[idx].to(compute), k, mask_id)
+                loss, grad = _chunk_xdlm(logits, noisy[idx], clean[idx], alpha_tok[idx], w, k, mask_id)
             total += loss
             grad = grad.to(hidden.dtype)
             if need_h:
