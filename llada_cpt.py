@@ -12,12 +12,15 @@ Launch with `deepspeed llada_cpt.py --deepspeed ds_zero2_bf16_config_simp.json .
 import logging
 import math
 import os
+import re
 import sys
+import time
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Optional
 
 import datasets
+import numpy as np
 import torch
 import transformers
 from transformers import (
@@ -31,7 +34,7 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
 from modeling_llada import LLaDAConfig, LLaDAModelLM
@@ -42,6 +45,7 @@ from xdlm_loss import (
     diffusion_objective,
     linear_xdlm_loss,
     sample_mask_rate,
+    stratified_mask_rate,
     xdlm_loss,
 )
 
@@ -68,6 +72,22 @@ class ModelArguments:
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     lora_target_modules: str = field(default=",".join(LLADA_MODULES), metadata={"help": "Comma-separated LLaDA block modules that get adapters."})
 
+    def __post_init__(self):
+        if self.torch_dtype not in (None, "auto", "bfloat16", "float16", "float32"):
+            raise ValueError(f"--torch_dtype must be auto, bfloat16, float16 or float32, got {self.torch_dtype!r}")
+        if self.model_implementation not in ("native", "remote"):
+            raise ValueError(f"--model_implementation must be 'native' or 'remote', got {self.model_implementation!r}")
+        if self.model_implementation == "remote" and not self.trust_remote_code:
+            raise ValueError("--model_implementation remote runs the checkpoint's own code: add --trust_remote_code True")
+        if not (self.model_name_or_path or self.config_name):
+            raise ValueError("give --model_name_or_path (continue a checkpoint) or --config_name (train from scratch)")
+        if not (self.tokenizer_name or self.model_name_or_path):
+            raise ValueError("give --tokenizer_name when training from scratch with --config_name")
+        targets = [t.strip() for t in self.lora_target_modules.split(",") if t.strip()]
+        unknown = sorted(set(targets) - set(LLADA_MODULES))
+        if self.with_lora and (unknown or not targets):
+            raise ValueError(f"--lora_target_modules must be a comma-separated subset of {', '.join(LLADA_MODULES)}, got {self.lora_target_modules!r}")
+
 
 @dataclass
 class DataTrainingArguments:
@@ -85,18 +105,66 @@ class DataTrainingArguments:
     answer_column: str = field(default="answer", metadata={"help": "Conditional data: the answer column."})
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization (non-streaming; streamed data is tokenized in the dataloader workers)."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute cached tokenization."})
+    shuffle_buffer_size: Optional[int] = field(default=None, metadata={"help": "--streaming: the training blocks pass through a shuffle buffer of this many, seeded with --seed (default 10000; 1 keeps the stream's order). Other data is shuffled by the Trainer."})
+
+    def __post_init__(self):
+        if not (self.dataset_name or self.train_file):
+            raise ValueError("give --dataset_name (hub or local dataset) or --train_file (local .txt/.json/.jsonl/.parquet)")
+        for name in ("train_file", "validation_file"):
+            path = getattr(self, name)
+            if path is not None:
+                if not os.path.exists(path):
+                    raise ValueError(f"--{name} {path} does not exist")
+                if _builder_for(path) is None:
+                    raise ValueError(f"--{name} must end in .txt, .json, .jsonl or .parquet, got {path}")
+        if self.block_size is not None and self.block_size < 2:
+            raise ValueError(f"--block_size must be at least 2, got {self.block_size}")
+        if self.shuffle_buffer_size is not None and not self.streaming:
+            raise ValueError("--shuffle_buffer_size applies to --streaming only (other data is shuffled by the Trainer)")
+        if self.streaming and self.shuffle_buffer_size is None:
+            self.shuffle_buffer_size = 10000
+        if self.streaming and self.shuffle_buffer_size < 1:
+            raise ValueError(f"--shuffle_buffer_size must be at least 1, got {self.shuffle_buffer_size}")
 
 
 @dataclass
 class XDLMArguments:
     training_method: str = field(default="xdm", metadata={"help": "xdm (XDLM loss), mdm (LLaDA's masked loss) or ar (autoregressive)."})
-    xdlm_k: float = field(default=0.1, metadata={"help": "XDLM mixing ratio k in [0, 1]: 0 is masking only, 1 uniform noise only."})
+    xdlm_k: Optional[float] = field(default=None, metadata={"help": "XDLM mixing ratio k in [0, 1] (default 0.1): 0 is masking only, 1 uniform noise only. xdm only."})
     mask_token_id: Optional[int] = field(default=None, metadata={"help": "Mask id; default: from the model config and tokenizer (LLaDA: 126336)."})
-    fused_loss: bool = field(default=True, metadata={"help": "xdm/mdm with the native model: compute the output head and the loss together in chunks, never holding the [B, L, N] logits (same loss, a fraction of the memory)."})
-    stratified_t: bool = field(default=True, metadata={"help": "Spread the batch's mask rates evenly over [eps, 1] (lower loss variance, same expectation)."})
+    fused_loss: Optional[bool] = field(default=None, metadata={"help": "xdm/mdm with the native model: compute the output head and the loss together in chunks, never holding the [B, L, N] logits (same loss, a fraction of the memory). Default: on wherever it applies."})
+    stratified_t: bool = field(default=True, metadata={"help": "Spread the mask rates of each optimizer batch (all ranks and accumulation steps) evenly over [eps, 1] (lower loss variance, same expectation)."})
     eval_mask_rates: int = field(default=8, metadata={"help": "--do_eval estimates the NELBO on a fixed grid of this many mask rates."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh even if output_dir holds checkpoints (otherwise training resumes from the last one)."})
     plot_loss: bool = field(default=True, metadata={"help": "Write output_dir/loss_curve.png after training."})
+
+    def __post_init__(self):
+        if self.training_method not in TRAINING_METHODS:
+            raise ValueError(f"--training_method must be one of {', '.join(TRAINING_METHODS)}, got {self.training_method!r}")
+        if self.xdlm_k is not None and self.training_method != "xdm":
+            raise ValueError(f"--xdlm_k applies to --training_method xdm only (mdm is k = 0), got --training_method {self.training_method}")
+        if self.xdlm_k is None and self.training_method == "xdm":
+            self.xdlm_k = 0.1
+        if self.xdlm_k is not None and not 0.0 <= self.xdlm_k <= 1.0:
+            raise ValueError(f"--xdlm_k must lie in [0, 1], got {self.xdlm_k}")
+        if self.eval_mask_rates < 1:
+            raise ValueError(f"--eval_mask_rates must be at least 1, got {self.eval_mask_rates}")
+
+
+@dataclass
+class XDLMTrainingArguments(TrainingArguments):
+    """The Trainer's arguments, with this script's defaults and checks."""
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh: earlier checkpoint-* folders in output_dir are moved to output_dir/previous-<time>/ (nothing is deleted). Without it, training resumes from the last complete checkpoint."})
+    use_cpu: Optional[bool] = field(default=None, metadata={"help": "Train on the CPU. Default: True when no GPU is visible (only then do DeepSpeed and the Trainer agree on the world size)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: the loss reads the prompt_mask data column."})
+
+    def __post_init__(self):
+        if self.use_cpu is None:
+            self.use_cpu = not torch.cuda.is_available()
+        if self.remove_unused_columns:
+            raise ValueError("--remove_unused_columns must be False: the loss reads the prompt_mask data column")
+        if self.overwrite_output_dir and not self.do_train:
+            raise ValueError("--overwrite_output_dir only matters with --do_train")
+        super().__post_init__()
 
 
 class XDLMTrainer(Trainer):
@@ -108,6 +176,11 @@ class XDLMTrainer(Trainer):
         self.mask_id = mask_id
         self.k = {"xdm": xdlm_args.xdlm_k, "mdm": 0.0}.get(xdlm_args.training_method)
         self._eval_generator = None
+        # Training noise (t and the corruption) comes from this process's own generator, seeded
+        # by (seed, process index): ranks and accumulation micro-steps draw different noise. Its
+        # state is saved in every checkpoint and restored on resume.
+        self.noise_generator = seeded_generator(self.args.device, self.args.seed, 0, self.args.process_index)
+        self._micro_step = (None, 0)  # (optimizer step, micro-batches drawn in it so far)
 
     def diffusion_loss(self, model, input_ids, keep, p_mask, generator=None):
         alpha = 1 - p_mask
@@ -123,6 +196,58 @@ class XDLMTrainer(Trainer):
         total = linear_xdlm_loss(hidden, native.output_head_weight, noisy, input_ids, alpha, self.k, self.mask_id, weight)
         return total / noisy.numel()  # the normalisation of diffusion_objective
 
+    def _save_checkpoint(self, model, trial):
+        # The Trainer writes the model, optimizer, RNG states and trainer_state.json, then deletes
+        # checkpoints beyond save_total_limit. Deleting waits here until the new checkpoint is
+        # complete on every process and marked so: a kill at any moment leaves a complete one.
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            run_dir = self._get_output_dir(trial=trial)
+            folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            with open(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"), "w") as f:
+                f.write(f"{self.state.global_step}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"), os.path.join(folder, CHECKPOINT_COMPLETE))
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+    def _save_rng_state(self, output_dir):
+        super()._save_rng_state(output_dir)
+        torch.save(self.noise_generator.get_state(), os.path.join(output_dir, f"noise_rng_state_{self.args.process_index}.pth"))
+
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, f"noise_rng_state_{self.args.process_index}.pth")
+        if os.path.isfile(path):
+            self.noise_generator.set_state(torch.load(path, weights_only=True))
+        else:
+            logger.warning(f"{path} not found (saved by another world size?): the noise continues from this "
+                           "process's initial seed and differs from an uninterrupted run's")
+
+    def training_mask_rate(self, batch_size, device):
+        """p_mask of one micro-batch. Stratified: each optimizer batch (world size x per-device
+        batch x accumulation steps) shares one offset, drawn from (seed, step) so every rank
+        agrees, and each sample takes its own stratum: the i-th sample of rank r at micro-step
+        a is stratum (a x world size + r) x per-device batch + i."""
+        step, micro = self._micro_step
+        micro = micro if step == self.state.global_step else 0
+        self._micro_step = (self.state.global_step, micro + 1)
+        if not self.xdlm_args.stratified_t:
+            return sample_mask_rate(batch_size, generator=self.noise_generator, device=device)
+        args = self.args
+        u = torch.rand(1, generator=seeded_generator("cpu", args.seed, 1, self.state.global_step)).to(device)
+        first = (micro * args.world_size + args.process_index) * args.per_device_train_batch_size
+        n_strata = args.world_size * args.per_device_train_batch_size * args.gradient_accumulation_steps
+        return stratified_mask_rate(u, torch.arange(first, first + batch_size, device=device), n_strata)
+
     def vocab_size(self, model):
         return self.accelerator.unwrap_model(model).get_input_embeddings().num_embeddings
 
@@ -133,8 +258,8 @@ class XDLMTrainer(Trainer):
             weight = None if keep is None else (~keep).float()
             loss = autoregressive_loss(model(input_ids=input_ids).logits, input_ids, weight)
         elif model.training:
-            p_mask = sample_mask_rate(input_ids.shape[0], stratified=self.xdlm_args.stratified_t, device=input_ids.device)
-            loss = self.diffusion_loss(model, input_ids, keep, p_mask)
+            p_mask = self.training_mask_rate(input_ids.shape[0], input_ids.device)
+            loss = self.diffusion_loss(model, input_ids, keep, p_mask, generator=self.noise_generator)
         else:
             # Validation NELBO: the integral over t on a fixed midpoint grid with fixed noise,
             # so checkpoints are compared on the same estimate with low variance.
@@ -167,6 +292,12 @@ class XDLMTrainer(Trainer):
         return metrics
 
 
+def seeded_generator(device, *keys):
+    """A torch generator seeded by a tuple of integers (numpy's SeedSequence mixes them)."""
+    seed = int(np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def native_model(model):
     """The LLaDAModelLM inside a (PEFT-wrapped) model, else None."""
     if hasattr(model, "get_base_model"):
@@ -175,70 +306,90 @@ def native_model(model):
 
 
 # ---------------------------------------------------------------------------
+# Checkpoints: a run killed at any moment resumes from its last complete one
+# ---------------------------------------------------------------------------
+
+CHECKPOINT_COMPLETE = "checkpoint_complete"  # written last, after every process has saved its part
+
+
+def is_complete(checkpoint):
+    return os.path.isfile(os.path.join(checkpoint, CHECKPOINT_COMPLETE))
+
+
+def checkpoints_in(output_dir):
+    """The checkpoint-<step> folders directly inside output_dir, lowest step first."""
+    found = []
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    return [path for _, path in sorted(found)]
+
+
+def move_aside(paths, output_dir, prefix):
+    """Move folders into a new output_dir/<prefix>-<time>/ (a rename: instant, nothing copied)."""
+    dest = base = os.path.join(output_dir, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while os.path.exists(dest):
+        dest, n = f"{base}-{n}", n + 1
+    os.makedirs(dest)
+    for path in paths:
+        os.rename(path, os.path.join(dest, os.path.basename(path)))
+    return dest
+
+
+def prepare_output_dir(training_args):
+    """The checkpoint to resume from, or None. Deletes nothing: --overwrite_output_dir moves the
+    earlier checkpoints to output_dir/previous-<time>/, and a checkpoint without its completion
+    marker (the run died while writing it) goes to output_dir/incomplete-<time>/ unread."""
+    resume = training_args.resume_from_checkpoint
+    if resume and os.path.isdir(resume) and not is_complete(resume):
+        raise ValueError(f"--resume_from_checkpoint {resume} is incomplete (no {CHECKPOINT_COMPLETE} file: "
+                         "the run stopped while writing it); give an earlier checkpoint")
+    out = training_args.output_dir
+    if not (training_args.do_train and os.path.isdir(out)):
+        return None
+    with training_args.main_process_first(local=False, desc="checking checkpoints"):
+        if training_args.process_index == 0:
+            found = checkpoints_in(out)
+            incomplete = [c for c in found if not is_complete(c)]
+            if training_args.overwrite_output_dir and found:
+                logger.warning(f"--overwrite_output_dir: moved {len(found)} earlier checkpoints to {move_aside(found, out, 'previous')}")
+            elif incomplete:
+                logger.warning(f"{', '.join(incomplete)}: incomplete (no {CHECKPOINT_COMPLETE} file: the run stopped while "
+                               f"writing), not loaded; moved to {move_aside(incomplete, out, 'incomplete')}")
+    if training_args.overwrite_output_dir:
+        return None
+    complete = [c for c in checkpoints_in(out) if is_complete(c)]
+    return complete[-1] if complete else None
+
+
+# ---------------------------------------------------------------------------
 # Arguments: everything that can be checked before loading data or weights
 # ---------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, XDLMArguments, TrainingArguments))
+    """The four argument dataclasses from the command line or from one JSON file; each checks
+    itself in __post_init__, and check_across checks what they only decide together."""
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, XDLMArguments, XDLMTrainingArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    given = {a.split("=")[0] for a in argv if a.startswith("--")}
-    # Without a GPU, HF Trainer and DeepSpeed only agree on the world size with use_cpu.
-    if not torch.cuda.is_available() and "--use_cpu" not in given:
-        argv = list(argv) + ["--use_cpu", "True"]
-    model_args, data_args, xdlm_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    check_args(model_args, data_args, xdlm_args, training_args, given)
-    return model_args, data_args, xdlm_args, training_args
+        args = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    else:
+        args = parser.parse_args_into_dataclasses(args=argv)
+    check_across(*args)
+    return args
 
 
-def check_args(model_args, data_args, xdlm_args, training_args, given):
-    if xdlm_args.training_method not in TRAINING_METHODS:
-        raise ValueError(f"--training_method must be one of {', '.join(TRAINING_METHODS)}, got {xdlm_args.training_method!r}")
-    if not 0.0 <= xdlm_args.xdlm_k <= 1.0:
-        raise ValueError(f"--xdlm_k must lie in [0, 1], got {xdlm_args.xdlm_k}")
-    if "--xdlm_k" in given and xdlm_args.training_method != "xdm":
-        raise ValueError(f"--xdlm_k applies to --training_method xdm only (mdm is k = 0), got --training_method {xdlm_args.training_method}")
-    if "--fused_loss" in given and xdlm_args.fused_loss and (
-            xdlm_args.training_method == "ar" or model_args.model_implementation == "remote"):
+def check_across(model_args, data_args, xdlm_args, training_args):
+    native_loss = xdlm_args.training_method != "ar" and model_args.model_implementation == "native"
+    if xdlm_args.fused_loss and not native_loss:
         raise ValueError("--fused_loss applies to --training_method xdm or mdm with --model_implementation native")
-    if xdlm_args.training_method == "ar" or model_args.model_implementation == "remote":
-        xdlm_args.fused_loss = False
-    if xdlm_args.eval_mask_rates < 1:
-        raise ValueError(f"--eval_mask_rates must be at least 1, got {xdlm_args.eval_mask_rates}")
-    if model_args.torch_dtype not in (None, "auto", "bfloat16", "float16", "float32"):
-        raise ValueError(f"--torch_dtype must be auto, bfloat16, float16 or float32, got {model_args.torch_dtype!r}")
-    if model_args.model_implementation not in ("native", "remote"):
-        raise ValueError(f"--model_implementation must be 'native' or 'remote', got {model_args.model_implementation!r}")
-    if model_args.model_implementation == "remote" and not model_args.trust_remote_code:
-        raise ValueError("--model_implementation remote runs the checkpoint's own code: add --trust_remote_code True")
+    if not native_loss:
+        xdlm_args.fused_loss = False  # otherwise decided once the config is read (native LLaDA or not)
     if model_args.model_implementation == "remote" and xdlm_args.training_method == "ar":
         raise ValueError("--training_method ar needs causal attention, which only --model_implementation native provides")
-    if not (model_args.model_name_or_path or model_args.config_name):
-        raise ValueError("give --model_name_or_path (continue a checkpoint) or --config_name (train from scratch)")
-    if not (model_args.tokenizer_name or model_args.model_name_or_path):
-        raise ValueError("give --tokenizer_name when training from scratch with --config_name")
-    if not (data_args.dataset_name or data_args.train_file):
-        raise ValueError("give --dataset_name (hub or local dataset) or --train_file (local .txt/.json/.jsonl/.parquet)")
-    for name in ("train_file", "validation_file"):
-        path = getattr(data_args, name)
-        if path is not None:
-            if not os.path.exists(path):
-                raise ValueError(f"--{name} {path} does not exist")
-            if _builder_for(path) is None:
-                raise ValueError(f"--{name} must end in .txt, .json, .jsonl or .parquet, got {path}")
-    if data_args.block_size is not None and data_args.block_size < 2:
-        raise ValueError(f"--block_size must be at least 2, got {data_args.block_size}")
     if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
         raise ValueError("--streaming has no length: set --max_steps")
-    targets = [t.strip() for t in model_args.lora_target_modules.split(",") if t.strip()]
-    unknown = sorted(set(targets) - set(LLADA_MODULES))
-    if model_args.with_lora and (unknown or not targets):
-        raise ValueError(f"--lora_target_modules must be a comma-separated subset of {', '.join(LLADA_MODULES)}, got {model_args.lora_target_modules!r}")
-    if "--remove_unused_columns" in given and training_args.remove_unused_columns:
-        raise ValueError("--remove_unused_columns must be False: the loss reads the prompt_mask data column")
-    training_args.remove_unused_columns = False
-    if "--overwrite_output_dir" in given and not training_args.do_train:
-        raise ValueError("--overwrite_output_dir only matters with --do_train")
 
 
 def _builder_for(path):
@@ -468,20 +619,9 @@ def main(argv=None):
         logger.warning("--streaming tokenizes in the --dataloader_num_workers workers; --preprocessing_num_workers "
                        "applies to non-streaming data only")
 
-    last_checkpoint = None
-    if training_args.do_train and os.path.isdir(training_args.output_dir):
-        if xdlm_args.overwrite_output_dir:
-            with training_args.main_process_first(desc="clearing old checkpoints"):
-                if training_args.should_save:
-                    import shutil
-
-                    for name in os.listdir(training_args.output_dir):
-                        if name.startswith("checkpoint-"):
-                            shutil.rmtree(os.path.join(training_args.output_dir, name))
-        else:
-            last_checkpoint = get_last_checkpoint(training_args.output_dir)
-            if last_checkpoint and training_args.resume_from_checkpoint is None:
-                logger.info(f"Resuming from {last_checkpoint} (--overwrite_output_dir starts afresh)")
+    last_checkpoint = prepare_output_dir(training_args)
+    if last_checkpoint and training_args.resume_from_checkpoint is None:
+        logger.info(f"Resuming from {last_checkpoint} (--overwrite_output_dir starts afresh)")
     set_seed(training_args.seed)
 
     config = load_config(model_args)
@@ -490,9 +630,9 @@ def main(argv=None):
                                               token=model_args.token, trust_remote_code=model_args.trust_remote_code)
     mask_id = resolve_mask_id(config, tokenizer, xdlm_args.mask_token_id)
     if xdlm_args.fused_loss and not isinstance(config, LLaDAConfig):
-        if any(a.split("=")[0] == "--fused_loss" for a in argv):
-            raise ValueError(f"--fused_loss needs the native LLaDA model; {config.model_type!r} is not one")
-        xdlm_args.fused_loss = False
+        raise ValueError(f"--fused_loss needs the native LLaDA model; {config.model_type!r} is not one")
+    if xdlm_args.fused_loss is None:
+        xdlm_args.fused_loss = isinstance(config, LLaDAConfig)
     model_max = max_length(config)
     block_size = data_args.block_size or min(model_max or 4096, 4096)
     if model_max and block_size > model_max:
@@ -509,6 +649,8 @@ def main(argv=None):
         train_dataset = lm["train"]
         if data_args.max_train_samples is not None and not data_args.streaming:
             train_dataset = train_dataset.select(range(min(len(train_dataset), data_args.max_train_samples)))
+        if data_args.streaming:  # the same seed gives a resumed run the same order of blocks
+            train_dataset = train_dataset.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
         first_row(train_dataset, f"training (no block of {block_size} tokens; texts too short for --block_size?)")
         if not data_args.streaming:
             logger.info(f"{len(train_dataset)} training blocks of {block_size} tokens (from {len(raw['train'])} rows)")

@@ -95,9 +95,16 @@ def sample_mask_rate(batch_size, eps=MASK_RATE_EPS, stratified=False, generator=
     """
     if stratified:
         u = torch.rand(1, generator=generator, device=device)
-        t = (u + torch.arange(batch_size, device=device) / batch_size) % 1.0
-    else:
-        t = torch.rand(batch_size, generator=generator, device=device)
+        return stratified_mask_rate(u, torch.arange(batch_size, device=device), batch_size, eps)
+    t = torch.rand(batch_size, generator=generator, device=device)
+    return (1 - eps) * t + eps
+
+
+def stratified_mask_rate(u, strata, n_strata, eps=MASK_RATE_EPS):
+    """p_mask of the samples in `strata` (indices in [0, n_strata)) of a batch stratified with the
+    shared offset u ~ U(0, 1): t_i = (u + strata_i / n_strata) mod 1. Lets the samples of one
+    optimizer batch, spread over ranks and accumulation steps, each take its own stratum."""
+    t = (u + strata / n_strata) % 1.0
     return (1 - eps) * t + eps
 
 
