@@ -1,0 +1,217 @@
+"""Crash safety of llada_cpt.py: a run killed with SIGKILL at a random step, or while a checkpoint
+is being written, and relaunched with the identical command, trains exactly as an uninterrupted
+run (per-step losses, final weights, the noise drawn, the blocks seen); nothing is ever deleted.
+One process, and two processes under DeepSpeed ZeRO-2 on CPU."""
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import llada_cpt
+from local_data import write_fineweb_like, write_jsonl
+from xdlm_loss import MASK_RATE_EPS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs llada_cpt.main(argv) and records every training draw (rank, step, micro-step, p_mask,
+# the clean block and its corruption) to DRAWS/draws-<rank>.jsonl as it happens. With
+# KILL_AT=step:STEP or save:STEP the process of rank KILL_RANK kills itself with SIGKILL:
+# during the second micro-batch after optimizer step STEP, or while checkpoint-STEP is written
+# (after the model and optimizer, before the RNG states and the completion marker).
+RECORDING_LAUNCHER = '''
+import json, os, signal, sys
+import llada_cpt
+
+where, _, at = os.environ.get("KILL_AT", "none:0").partition(":")
+at, kill_rank, draws = int(at), int(os.environ.get("KILL_RANK", "0")), os.environ["DRAWS"]
+Trainer = llada_cpt.XDLMTrainer
+real_rate, real_corrupt, real_save_rng = Trainer.training_mask_rate, llada_cpt.corrupt, Trainer._save_rng_state
+pending = []
+
+def training_mask_rate(self, batch_size, device):
+    step, micro = self.state.global_step, (self._micro_step[1] if self._micro_step[0] == self.state.global_step else 0)
+    if where == "step" and step == at and micro == 1 and self.args.process_index == kill_rank:
+        os.kill(os.getpid(), signal.SIGKILL)
+    p_mask = real_rate(self, batch_size, device)
+    pending.append(dict(rank=self.args.process_index, step=step, micro=micro, p_mask=p_mask.tolist()))
+    return p_mask
+
+def corrupt(clean_ids, *args, **kwargs):
+    noisy = real_corrupt(clean_ids, *args, **kwargs)
+    if pending:
+        record = pending.pop()
+        record.update(clean=clean_ids.tolist(), noisy=noisy.tolist())
+        with open(os.path.join(draws, "draws-%d.jsonl" % record["rank"]), "a") as f:
+            f.write(json.dumps(record) + "\\n")
+    return noisy
+
+def _save_rng_state(self, output_dir):
+    if where == "save" and self.state.global_step == at and self.args.process_index == kill_rank:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save_rng(self, output_dir)
+
+Trainer.training_mask_rate, Trainer._save_rng_state, llada_cpt.corrupt = training_mask_rate, _save_rng_state, corrupt
+llada_cpt.main(sys.argv[1:])
+'''
+
+
+def launch(tmp_path, launcher_args, argv, kill_at="none:0", kill_rank=0, expect_killed=False):
+    """Run the recording launcher; returns its output. Draws go to tmp_path/draws."""
+    script = tmp_path / "recording_launcher.py"
+    script.write_text(RECORDING_LAUNCHER)
+    os.makedirs(tmp_path / "draws", exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=ROOT, KILL_AT=kill_at, KILL_RANK=str(kill_rank), DRAWS=str(tmp_path / "draws"),
+               TORCH_EXTENSIONS_DIR=os.path.join(ROOT, ".torch_extensions"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([*launcher_args, str(script), *argv], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=900)
+    log = proc.stdout + proc.stderr
+    if expect_killed:
+        assert proc.returncode != 0, "the run was meant to be killed\n" + log[-3000:]
+    else:
+        assert proc.returncode == 0, log[-6000:]
+    return log
+
+
+def draws(tmp_path):
+    """(rank, step, micro) -> the draw; a relaunch's draw replaces the killed run's."""
+    found = {}
+    for name in sorted(os.listdir(tmp_path / "draws")):
+        for line in open(tmp_path / "draws" / name):
+            d = json.loads(line)
+            found[(d["rank"], d["step"], d["micro"])] = d
+    return found
+
+
+def losses_and_weights(out):
+    state = json.load(open(os.path.join(out, "trainer_state.json")))
+    losses = {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
+    return losses, load_file(os.path.join(out, "model.safetensors"))
+
+
+def assert_same_training(run, reference):
+    (losses, weights), (ref_losses, ref_weights) = losses_and_weights(run / "out"), losses_and_weights(reference / "out")
+    assert losses.keys() == ref_losses.keys() and len(losses) > 0
+    for step in ref_losses:
+        assert losses[step] == pytest.approx(ref_losses[step], abs=1e-6), step
+    assert weights.keys() == ref_weights.keys()
+    for name in ref_weights:
+        torch.testing.assert_close(weights[name], ref_weights[name], rtol=0, atol=1e-6)
+    ref_draws, got = draws(reference), draws(run)
+    assert got.keys() == ref_draws.keys()
+    for key, d in ref_draws.items():  # the same blocks, in the same order, with the same noise
+        assert got[key]["clean"] == d["clean"] and got[key]["noisy"] == d["noisy"], key
+        assert got[key]["p_mask"] == pytest.approx(d["p_mask"], abs=1e-7), key
+
+
+def assert_strata_covered_once(found, world, per_device, accumulation):
+    """Per optimizer step, the t of all samples of all ranks and micro-steps are u + j / S
+    (mod 1) for j = 0 .. S-1, each j exactly once, S = world x per-device x accumulation."""
+    S = world * per_device * accumulation
+    for step in {s for _, s, _ in found}:
+        ts = [(p - MASK_RATE_EPS) / (1 - MASK_RATE_EPS) for (r, s, m), d in found.items() if s == step for p in d["p_mask"]]
+        assert len(ts) == S, (step, ts)
+        u = min(ts) % (1 / S)
+        strata = sorted(round(((t - u) % 1.0) * S) for t in ts)
+        assert strata == list(range(S)), (step, ts)
+        assert all(abs(((t - u) % 1.0) * S - round(((t - u) % 1.0) * S)) < 1e-4 for t in ts), (step, ts)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory, corpus_texts):
+    return write_jsonl(str(tmp_path_factory.mktemp("data") / "train.jsonl"), [{"text": t} for t in corpus_texts[:40]])
+
+
+def one_process_argv(data_file, model_dir, *extra):
+    return ["--model_name_or_path", model_dir, "--train_file", data_file, "--block_size", "64",
+            "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--do_train",
+            "--output_dir", "out", "--max_steps", "6", "--save_steps", "2", "--logging_steps", "1",
+            "--report_to", "none", "--learning_rate", "1e-3", "--seed", "3", "--plot_loss", "False", *extra]
+
+
+@pytest.fixture(scope="module")
+def one_process_reference(tmp_path_factory, text_file, llada_dir):
+    ref = tmp_path_factory.mktemp("uninterrupted")
+    launch(ref, [sys.executable], one_process_argv(text_file, llada_dir))
+    return ref
+
+
+def test_one_process_killed_at_a_random_step_resumes_exactly(tmp_path, text_file, llada_dir, one_process_reference):
+    step = random.Random(9).randint(2, 4)  # killed inside optimizer step step + 1, after checkpoint-2
+    argv = one_process_argv(text_file, llada_dir)
+    launch(tmp_path, [sys.executable], argv, kill_at=f"step:{step}", expect_killed=True)
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+    log = launch(tmp_path, [sys.executable], argv)
+    assert f"Resuming from out/checkpoint-{step // 2 * 2}" in log
+    assert_same_training(tmp_path, one_process_reference)
+    assert_strata_covered_once(draws(tmp_path), world=1, per_device=2, accumulation=2)
+
+
+def test_one_process_killed_while_writing_a_checkpoint_skips_it_and_resumes_exactly(
+        tmp_path, text_file, llada_dir, one_process_reference):
+    argv = one_process_argv(text_file, llada_dir, "--save_total_limit", "1")
+    launch(tmp_path, [sys.executable], argv, kill_at="save:4", expect_killed=True)
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2", "checkpoint-4"]
+    assert (out / "checkpoint-2" / llada_cpt.CHECKPOINT_COMPLETE).exists()
+    assert not (out / "checkpoint-4" / llada_cpt.CHECKPOINT_COMPLETE).exists()
+    log = launch(tmp_path, [sys.executable], argv)
+    assert "checkpoint-4: incomplete" in log and "Resuming from out/checkpoint-2" in log
+    assert_same_training(tmp_path, one_process_reference)
+    moved = [p for p in out.iterdir() if p.name.startswith("incomplete-")]
+    assert len(moved) == 1 and (moved[0] / "checkpoint-4").is_dir()  # kept, not deleted
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-6"]  # the limit
+
+
+def test_zero2_two_processes_killed_while_writing_a_checkpoint_resume_exactly(tmp_path, corpus_texts, llada_dir):
+    """Two CPU processes (torchrun, gloo), ZeRO-2, a streamed dataset; rank 1 dies after the
+    ZeRO shards of checkpoint-4 are written. The relaunch resumes from checkpoint-2."""
+    data = write_fineweb_like(str(tmp_path / "fineweb-edu"), corpus_texts[:40])
+    argv = ["--deepspeed", os.path.join(ROOT, "ds_zero2_bf16_config_simp.json"), "--model_name_or_path", llada_dir,
+            "--dataset_name", data, "--dataset_config_name", "sample-10BT", "--streaming", "--block_size", "64",
+            "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "2", "--do_train",
+            "--output_dir", "out", "--max_steps", "5", "--save_steps", "2", "--logging_steps", "1",
+            "--report_to", "none", "--learning_rate", "1e-3", "--seed", "5", "--plot_loss", "False"]
+    torchrun = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2"]
+    ref, run = tmp_path / "uninterrupted", tmp_path / "killed"
+    ref.mkdir(), run.mkdir()
+    launch(ref, torchrun + ["--master_port", "29531"], argv)
+    launch(run, torchrun + ["--master_port", "29532"], argv, kill_at="save:4", kill_rank=1, expect_killed=True)
+    assert any(p.name.startswith("global_step") for p in (run / "out" / "checkpoint-4").iterdir())
+    log = launch(run, torchrun + ["--master_port", "29533"], argv)
+    assert "checkpoint-4: incomplete" in log and "Resuming from out/checkpoint-2" in log
+    assert_same_training(run, ref)
+    found = draws(ref)
+    assert_strata_covered_once(found, world=2, per_device=1, accumulation=2)
+    for step in range(5):  # the two ranks see different blocks and draw different noise
+        a, b = found[(0, step, 0)], found[(1, step, 0)]
+        assert a["clean"] != b["clean"] and a["p_mask"] != b["p_mask"]
+    # The stream is shuffled: the first block trained on is not the start of a data file.
+    first_block = found[(0, 0, 0)]["clean"][0]
+    tok = llada_cpt.AutoTokenizer.from_pretrained(llada_dir)
+    starts = [tok(t, add_special_tokens=False)["input_ids"][:64] for t in (corpus_texts[0], corpus_texts[1])]
+    assert first_block not in starts
+
+
+def test_overwrite_output_dir_moves_earlier_checkpoints_aside_and_deletes_nothing(tmp_path, text_file, llada_dir):
+    out = tmp_path / "out"
+    for step, complete in ((3, True), (5, False)):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        (out / f"checkpoint-{step}" / "weights.bin").write_bytes(bytes([step]) * 100)
+        if complete:
+            (out / f"checkpoint-{step}" / llada_cpt.CHECKPOINT_COMPLETE).write_text(f"{step}\n")
+    argv = one_process_argv(text_file, llada_dir, "--overwrite_output_dir", "--max_steps", "1", "--save_steps", "1",
+                            "--save_total_limit", "1", "--gradient_accumulation_steps", "1")
+    argv[argv.index("out")] = str(out)
+    trainer = llada_cpt.main(argv)
+    assert trainer.state.global_step == 1  # started afresh
+    previous = [p for p in out.iterdir() if p.name.startswith("previous-")]
+    assert len(previous) == 1
+    for step in (3, 5):
+        assert (previous[0] / f"checkpoint-{step}" / "weights.bin").read_bytes() == bytes([step]) * 100
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
+    assert (out / "checkpoint-1" / llada_cpt.CHECKPOINT_COMPLETE).exists()
