@@ -187,9 +187,15 @@ def test_zero2_two_processes_killed_while_writing_a_checkpoint_resume_exactly(tm
     assert_same_training(run, ref)
     found = draws(ref)
     assert_strata_covered_once(found, world=2, per_device=1, accumulation=2)
-    for step in range(5):  # the two ranks see different blocks and draw different noise
+    nested = []
+    for step in range(5):  # the two ranks see different blocks and draw different t and noise
         a, b = found[(0, step, 0)], found[(1, step, 0)]
         assert a["clean"] != b["clean"] and a["p_mask"] != b["p_mask"]
+        # One shared stream of uniforms would noise nested position sets (the lower rate's inside
+        # the higher rate's); independent streams do not.
+        hit_a, hit_b = ({i for i, (c, n) in enumerate(zip(d["clean"][0], d["noisy"][0])) if c != n} for d in (a, b))
+        nested.append(hit_a <= hit_b or hit_b <= hit_a)
+    assert not all(nested)
     # The stream is shuffled: the first block trained on is not the start of a data file.
     first_block = found[(0, 0, 0)]["clean"][0]
     tok = llada_cpt.AutoTokenizer.from_pretrained(llada_dir)

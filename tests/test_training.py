@@ -12,6 +12,7 @@ import transformers
 
 import llada_cpt
 from local_data import write_fineweb_like, write_jsonl
+from xdlm_loss import MASK_RATE_EPS
 from xdlm_loss import corrupt as real_corrupt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,36 +144,88 @@ def test_eval_reports_a_deterministic_nelbo_and_its_perplexity_bound(tmp_path, t
     args = ["--model_name_or_path", llada_dir, "--validation_file", text_file, "--train_file", text_file,
             "--block_size", "64", "--do_eval", "--output_dir", str(tmp_path), "--report_to", "none",
             "--per_device_eval_batch_size", "4", "--max_eval_samples", "8", "--eval_mask_rates", "4"]
-    first = llada_cpt.main(args).evaluate()
-    again = llada_cpt.main(args).evaluate()
+    trainer = llada_cpt.main(args)
+    first, again = trainer.evaluate(), trainer.evaluate()  # the same trainer: the global RNG has moved on
     assert first["eval_nelbo"] == again["eval_nelbo"]
     assert first["eval_ppl_bound"] == pytest.approx(torch.tensor(first["eval_nelbo"]).exp().item())
 
 
-@pytest.mark.parametrize("extra, match", [
+def argv_to_json(argv, path):
+    """The same arguments as a JSON file for `python llada_cpt.py args.json`."""
+    args, i = {}, 0
+    while i < len(argv):
+        name = argv[i][2:]
+        if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value, i = argv[i + 1], i + 2
+            for parse in (int, float, {"True": True, "False": False}.__getitem__):
+                try:
+                    value = parse(value)
+                    break
+                except (ValueError, KeyError):
+                    pass
+        else:
+            value, i = True, i + 1
+        args[name] = value
+    with open(path, "w") as f:
+        json.dump(args, f)
+    return [path]
+
+
+BAD_INPUT = [
     (["--training_method", "diffusion"], "--training_method must be one of xdm, mdm, ar"),
     (["--xdlm_k", "1.5"], "--xdlm_k must lie in \\[0, 1\\]"),
     (["--training_method", "mdm", "--xdlm_k", "0.3"], "--xdlm_k applies to --training_method xdm only"),
+    (["--training_method", "ar", "--fused_loss", "True"], "--fused_loss applies to --training_method xdm or mdm"),
     (["--block_size", "1024"], "--block_size 1024 exceeds the model's maximum sequence length 256"),
+    (["--block_size", "1"], "--block_size must be at least 2"),
     (["--mask_token_id", "7"], "mask token ids disagree"),
     (["--text_column", "body"], "text column 'body' not in the train data"),
-    (["--block_size", "200", "--max_train_samples", "1"], None),
     (["--model_implementation", "remote"], "--trust_remote_code True"),
+    (["--model_implementation", "remote", "--trust_remote_code", "True", "--training_method", "ar"], "--training_method ar needs causal attention"),
     (["--with_lora", "--lora_target_modules", "q_proj,lm_head"], "--lora_target_modules must be"),
     (["--remove_unused_columns", "True"], "--remove_unused_columns must be False"),
-])
-def test_bad_input_fails_clearly_before_the_model_loads(tmp_path, text_file, llada_dir, monkeypatch, extra, match):
+    (["--torch_dtype", "int8"], "--torch_dtype must be"),
+    (["--eval_mask_rates", "0"], "--eval_mask_rates must be at least 1"),
+    (["--shuffle_buffer_size", "100"], "--shuffle_buffer_size applies to --streaming only"),
+    (["--streaming", "--max_steps", "-1"], "--streaming has no length: set --max_steps"),
+    (["--train_file", "missing.jsonl"], "--train_file missing.jsonl does not exist"),
+]
+
+
+@pytest.mark.parametrize("via", ["command line", "json file"])
+@pytest.mark.parametrize("extra, match", BAD_INPUT)
+def test_bad_input_fails_clearly_before_the_model_loads(tmp_path, text_file, llada_dir, monkeypatch, extra, match, via):
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the input was checked")
 
     monkeypatch.setattr(llada_cpt, "load_model", no_model)
-    if match is None:  # texts too short for any block: an empty training set
-        tiny = write_jsonl(str(tmp_path / "short.jsonl"), [{"text": "x = 1"}] * 3)
-        with pytest.raises(ValueError, match="training .*no block of 200 tokens"):
-            llada_cpt.main(base_args(str(tmp_path), tiny, llada_dir, "--block_size", "200"))
-        return
+    monkeypatch.chdir(tmp_path)
+    argv = base_args(str(tmp_path), text_file, llada_dir, *extra)
     with pytest.raises(ValueError, match=match):
-        llada_cpt.main(base_args(str(tmp_path), text_file, llada_dir, *extra))
+        llada_cpt.main(argv if via == "command line" else argv_to_json(argv, str(tmp_path / "args.json")))
+
+
+def test_texts_too_short_for_a_block_fail_clearly(tmp_path, llada_dir, monkeypatch):
+    monkeypatch.setattr(llada_cpt, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    tiny = write_jsonl(str(tmp_path / "short.jsonl"), [{"text": "x = 1"}] * 3)
+    with pytest.raises(ValueError, match="training .*no block of 200 tokens"):
+        llada_cpt.main(base_args(str(tmp_path), tiny, llada_dir, "--block_size", "200"))
+
+
+@pytest.mark.parametrize("extra", [[], ["--training_method", "ar"], ["--training_method", "mdm", "--stratified_t", "False"],
+                                   ["--model_implementation", "remote", "--trust_remote_code", "True"]])
+def test_command_line_and_json_file_give_the_same_arguments_and_derived_defaults(tmp_path, text_file, llada_dir, extra):
+    argv = base_args(str(tmp_path), text_file, llada_dir, *extra)
+    from_argv = llada_cpt.parse_args(argv)
+    from_json = llada_cpt.parse_args(argv_to_json(argv, str(tmp_path / "args.json")))
+    for a, b in zip(from_argv, from_json):
+        assert a == b
+    model_args, data_args, xdlm_args, training_args = from_json
+    assert training_args.use_cpu is (not torch.cuda.is_available())
+    assert training_args.remove_unused_columns is False
+    native_loss = "ar" not in extra and "remote" not in extra
+    assert xdlm_args.fused_loss is (None if native_loss else False)  # None: on once the config is known to be LLaDA
+    assert xdlm_args.xdlm_k == (0.1 if "--training_method" not in extra else None)
 
 
 def test_mask_id_outside_the_vocabulary_and_missing_mask_id_fail_clearly(tokenizer):
@@ -186,21 +239,19 @@ def test_mask_id_outside_the_vocabulary_and_missing_mask_id_fail_clearly(tokeniz
 
 
 def test_k_and_stratified_flags_reach_the_loss(tmp_path, text_file, llada_dir, monkeypatch):
+    """Per step (batch 2, one process, no accumulation) stratified t are u and u + 1/2 (mod 1);
+    independent t almost never are."""
     seen = []
-    real_rate = llada_cpt.sample_mask_rate
 
     def spy_corrupt(clean_ids, alpha_t, k, *a, **kw):
-        seen.append(("k", k))
+        seen.append((k, ((1 - alpha_t - MASK_RATE_EPS) / (1 - MASK_RATE_EPS)).tolist()))
         return real_corrupt(clean_ids, alpha_t, k, *a, **kw)
 
-    def spy_rate(batch_size, stratified=False, **kw):
-        seen.append(("stratified", stratified))
-        return real_rate(batch_size, stratified=stratified, **kw)
-
     monkeypatch.setattr(llada_cpt, "corrupt", spy_corrupt)
-    monkeypatch.setattr(llada_cpt, "sample_mask_rate", spy_rate)
-    for extra, want in [(["--xdlm_k", "0.3"], {("k", 0.3), ("stratified", True)}),
-                        (["--training_method", "mdm", "--stratified_t", "False"], {("k", 0.0), ("stratified", False)})]:
+    for extra, k, stratified in [(["--xdlm_k", "0.3"], 0.3, True),
+                                 (["--training_method", "mdm", "--stratified_t", "False"], 0.0, False)]:
         seen.clear()
-        llada_cpt.main(base_args(str(tmp_path / "o"), text_file, llada_dir, "--max_steps", "1", *extra))
-        assert set(seen) == want
+        llada_cpt.main(base_args(str(tmp_path / "o"), text_file, llada_dir, *extra))
+        assert len(seen) == 3 and {k_seen for k_seen, _ in seen} == {k}
+        half_apart = [abs((t1 - t0) % 1.0 - 0.5) < 1e-5 for _, (t0, t1) in seen]
+        assert all(half_apart) if stratified else not any(half_apart)
