@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 import llada_cpt
 from local_data import write_fineweb_like, write_jsonl
+from test_training import free_port
 from xdlm_loss import MASK_RATE_EPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -179,10 +180,10 @@ def test_zero2_two_processes_killed_while_writing_a_checkpoint_resume_exactly(tm
     torchrun = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2"]
     ref, run = tmp_path / "uninterrupted", tmp_path / "killed"
     ref.mkdir(), run.mkdir()
-    launch(ref, torchrun + ["--master_port", "29531"], argv)
-    launch(run, torchrun + ["--master_port", "29532"], argv, kill_at="save:4", kill_rank=1, expect_killed=True)
+    launch(ref, torchrun + ["--master_port", str(free_port())], argv)
+    launch(run, torchrun + ["--master_port", str(free_port())], argv, kill_at="save:4", kill_rank=1, expect_killed=True)
     assert any(p.name.startswith("global_step") for p in (run / "out" / "checkpoint-4").iterdir())
-    log = launch(run, torchrun + ["--master_port", "29533"], argv)
+    log = launch(run, torchrun + ["--master_port", str(free_port())], argv)
     assert "checkpoint-4: incomplete" in log and "Resuming from out/checkpoint-2" in log
     assert_same_training(run, ref)
     found = draws(ref)

@@ -3,8 +3,11 @@ DeepSpeed ZeRO-2 with two processes, resume, LoRA, conditional data, AR, evaluat
 and clear errors for bad input."""
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -70,32 +73,43 @@ def test_trained_model_reloads_to_identical_logits(tmp_path, text_file, llada_di
     assert "auto_map" not in json.load(open(os.path.join(out, "config.json")))
 
 
-def test_paper_flags_under_deepspeed_zero2_with_two_processes_then_resume(tmp_path, corpus_texts, llada_dir):
-    """The paper's command line, flag for flag (sizes shrunk to a CPU): two CPU processes,
-    ZeRO-2, a streamed FineWeb-Edu-layout dataset; then resuming continues the step count."""
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_paper_script_under_zero2_with_two_processes_killed_then_relaunched_unchanged_resumes(tmp_path, corpus_texts, llada_dir):
+    """scripts/train_llada_xdlm.sh, the paper's flags (sizes shrunk to a CPU by extra flags): two
+    CPU processes, ZeRO-2, a streamed FineWeb-Edu-layout dataset. Killed (the whole process
+    group, SIGKILL) once a checkpoint is complete, the identical command resumes and finishes;
+    the script's save_total_limit keeps the last 3 checkpoints."""
     data = write_fineweb_like(str(tmp_path / "fineweb-edu"), corpus_texts[:60])
-    cmd = [os.path.join(os.path.dirname(sys.executable), "deepspeed"), "--num_gpus", "2", "--master_port", "29517",
-           os.path.join(ROOT, "llada_cpt.py"),
-           "--deepspeed", os.path.join(ROOT, "ds_zero2_bf16_config_simp.json"), "--config_name", llada_dir,
-           "--tokenizer_name", llada_dir, "--model_name_or_path", llada_dir, "--dataset_name", data,
-           "--dataset_config_name", "sample-10BT", "--streaming", "--block_size", "128",
-           "--per_device_train_batch_size", "1", "--do_train", "--output_dir", "./checkpoints",
-           "--bf16", "--gradient_accumulation_steps", "2", "--lr_scheduler_type", "constant_with_warmup",
-           "--learning_rate", "2e-5", "--weight_decay", "0.1", "--max_grad_norm", "1.0", "--warmup_steps", "100",
-           "--logging_steps", "2", "--save_steps", "1", "--dataloader_num_workers", "4",
-           "--preprocessing_num_workers", "16", "--report_to", "wandb", "--remove_unused_columns", "False",
-           "--ddp_find_unused_parameters", "False", "--load_best_model_at_end", "False", "--training_method", "xdm",
-           "--trust_remote_code", "True"]
-    env = dict(WANDB_DIR=str(tmp_path), TORCH_EXTENSIONS_DIR=os.path.join(ROOT, ".torch_extensions"))
-    log = run(cmd + ["--overwrite_output_dir", "--max_steps", "2"], cwd=str(tmp_path), **env)
-    assert "Total train batch size (w. parallel, distributed & accumulation) = 4" in log  # 1 x 2 accumulation x 2 ranks
-    ckpt = tmp_path / "checkpoints"
-    assert (ckpt / "checkpoint-2").is_dir() and any(p.name.startswith("global_step") for p in (ckpt / "checkpoint-2").iterdir())
-    log = run(cmd + ["--max_steps", "3"], cwd=str(tmp_path), **env)
-    assert "global step 2" in log
-    state = json.load(open(ckpt / "trainer_state.json"))
-    assert state["global_step"] == 3
-    assert transformers.AutoModel.from_pretrained(str(ckpt)).config.model_type == "llada"
+    out = tmp_path / "checkpoints"
+    cmd = ["bash", os.path.join(ROOT, "scripts", "train_llada_xdlm.sh"), "--block_size", "128",
+           "--gradient_accumulation_steps", "2", "--max_steps", "5", "--save_steps", "1", "--logging_steps", "1"]
+    env = dict(os.environ, LLADA=llada_dir, DATA=data, OUT=str(out), NUM_GPUS="2", MASTER_PORT=str(free_port()),
+               WANDB_DIR=str(tmp_path), TORCH_EXTENSIONS_DIR=os.path.join(ROOT, ".torch_extensions"))
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + 900
+            while not (out / "checkpoint-1" / llada_cpt.CHECKPOINT_COMPLETE).exists():
+                assert proc.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()[-4000:]
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    first = (tmp_path / "first.log").read_text()
+    assert "Total train batch size (w. parallel, distributed & accumulation) = 4" in first  # 1 x 2 accumulation x 2 ranks
+    assert not (out / "model.safetensors").exists()  # it did not finish
+    env["MASTER_PORT"] = str(free_port())
+    log = run(cmd, cwd=str(tmp_path), **env)
+    assert "Resuming from" in log and "Resuming training from checkpoint with epoch" in log
+    assert json.load(open(out / "trainer_state.json"))["global_step"] == 5
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == [f"checkpoint-{i}" for i in (3, 4, 5)]
+    assert any(p.name.startswith("global_step") for p in (out / "checkpoint-5").iterdir())
+    assert transformers.AutoModel.from_pretrained(str(out)).config.model_type == "llada"
 
 
 def test_lora_trains_adapters_on_lladas_modules_and_saves_a_merged_model(tmp_path, text_file, llada_dir):
