@@ -168,9 +168,12 @@ def test_one_process_killed_while_writing_a_checkpoint_skips_it_and_resumes_exac
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-6"]  # the limit
 
 
-def test_zero2_two_processes_killed_while_writing_a_checkpoint_resume_exactly(tmp_path, corpus_texts, llada_dir):
-    """Two CPU processes (torchrun, gloo), ZeRO-2, a streamed dataset; rank 1 dies after the
-    ZeRO shards of checkpoint-4 are written. The relaunch resumes from checkpoint-2."""
+def test_zero2_two_processes_killed_while_writing_a_checkpoint_and_at_a_random_step_resume_exactly(
+        tmp_path, corpus_texts, llada_dir):
+    """Two CPU processes (torchrun, gloo), ZeRO-2, a streamed dataset. Rank 1 dies after the
+    ZeRO shards of checkpoint-4 are written; the relaunch resumes from checkpoint-2 and rank 0
+    dies inside a random later step; the next relaunch resumes from checkpoint-2 again and
+    finishes."""
     data = write_fineweb_like(str(tmp_path / "fineweb-edu"), corpus_texts[:40])
     argv = ["--deepspeed", os.path.join(ROOT, "ds_zero2_bf16_config_simp.json"), "--model_name_or_path", llada_dir,
             "--dataset_name", data, "--dataset_config_name", "sample-10BT", "--streaming", "--block_size", "64",
@@ -183,8 +186,11 @@ def test_zero2_two_processes_killed_while_writing_a_checkpoint_resume_exactly(tm
     launch(ref, torchrun + ["--master_port", str(free_port())], argv)
     launch(run, torchrun + ["--master_port", str(free_port())], argv, kill_at="save:4", kill_rank=1, expect_killed=True)
     assert any(p.name.startswith("global_step") for p in (run / "out" / "checkpoint-4").iterdir())
-    log = launch(run, torchrun + ["--master_port", str(free_port())], argv)
+    log = launch(run, torchrun + ["--master_port", str(free_port())], argv, kill_at=f"step:{random.Random(4).randint(2, 3)}",
+                 kill_rank=0, expect_killed=True)
     assert "checkpoint-4: incomplete" in log and "Resuming from out/checkpoint-2" in log
+    log = launch(run, torchrun + ["--master_port", str(free_port())], argv)
+    assert "Resuming from out/checkpoint-2" in log
     assert_same_training(run, ref)
     found = draws(ref)
     assert_strata_covered_once(found, world=2, per_device=1, accumulation=2)
