@@ -228,3 +228,12 @@ def test_overwrite_output_dir_moves_earlier_checkpoints_aside_and_deletes_nothin
         assert (previous[0] / f"checkpoint-{step}" / "weights.bin").read_bytes() == bytes([step]) * 100
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
     assert (out / "checkpoint-1" / llada_cpt.CHECKPOINT_COMPLETE).exists()
+
+
+def test_an_incomplete_checkpoint_named_by_resume_from_checkpoint_is_refused(tmp_path, text_file, llada_dir, monkeypatch):
+    monkeypatch.setattr(llada_cpt, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    with pytest.raises(ValueError, match="checkpoint-4 is incomplete"):
+        llada_cpt.main(one_process_argv(text_file, llada_dir, "--resume_from_checkpoint", str(tmp_path / "checkpoint-4")))
