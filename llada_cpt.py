@@ -295,7 +295,7 @@ def resolve_mask_id(config, tokenizer, override):
 # ---------------------------------------------------------------------------
 
 LOCAL_DATASET_LAYOUTS = (
-    "(1) a hub snapshot, as `huggingface-cli download REPO --repo-type dataset --local-dir DIR` leaves it: "
+    "(1) a hub snapshot, as `hf download REPO --repo-type dataset --local-dir DIR` leaves it: "
     "a README.md whose YAML header lists `configs`, or data files (.parquet, .json, .jsonl, .txt) such as "
     "sample/10BT/*.parquet; (2) a `datasets` Arrow cache folder, as load_dataset leaves it in its cache "
     "(e.g. HuggingFaceFW___fineweb-edu): CONFIG/VERSION/HASH/dataset_info.json beside *.arrow files, "
@@ -342,20 +342,26 @@ def load_local_dataset(folder, data_args):
             raw = datasets.IterableDatasetDict({split: ds.to_iterable_dataset(num_shards=len(files[split]))
                                                 for split, ds in raw.items()})
         return raw
-    if not _is_hub_snapshot(folder):
+    if _readme_declares_configs(folder):
+        return None  # load_dataset reads the configs (e.g. sample-10BT -> sample/10BT/*) from the README
+    if not any(_builder_for(name) for _, _, names in os.walk(folder) for name in names):
         raise ValueError(f"--dataset_name {folder} is a local folder in neither layout accepted: {LOCAL_DATASET_LAYOUTS}")
+    if data_args.dataset_config_name:
+        # load_dataset would take every data file as one config 'default' and fail on the name
+        raise ValueError(f"--dataset_name {folder} holds data files but no README.md whose YAML header lists `configs`, "
+                         f"so no config {data_args.dataset_config_name!r}: download the dataset card with the data "
+                         "(hf download ... --include README.md) or leave out --dataset_config_name")
     return None
 
 
-def _is_hub_snapshot(folder):
+def _readme_declares_configs(folder):
     readme = os.path.join(folder, "README.md")
-    if os.path.isfile(readme):
-        with open(readme, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-        header = text.split("---")[1] if text.startswith("---") else ""  # the YAML between the first two ---
-        if any(line.startswith("configs:") for line in header.splitlines()):
-            return True
-    return any(_builder_for(name) for _, _, names in os.walk(folder) for name in names)
+    if not os.path.isfile(readme):
+        return False
+    with open(readme, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    header = text.split("---")[1] if text.startswith("---") else ""  # the YAML between the first two ---
+    return any(line.startswith("configs:") for line in header.splitlines())
 
 
 def load_raw_datasets(data_args, model_args, seed, need_validation):

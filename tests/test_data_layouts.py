@@ -99,19 +99,25 @@ def test_paper_flags_train_on_either_layout(paper_runs, layout):
     assert all(0 < loss < 100 for loss in losses), losses
 
 
-def test_a_folder_of_neither_layout_fails_naming_the_layouts(tmp_path, llada_dir, monkeypatch):
+@pytest.mark.parametrize("card, data, match", [
+    ("# a dataset card without a configs header\n", "weights.bin", "is a local folder in neither layout accepted: "
+     ".*hub snapshot.*README.md whose YAML header lists `configs`.*Arrow cache folder"),
+    (None, "000_00000.parquet", "holds data files but no README.md whose YAML header lists `configs`, "
+     "so no config 'sample-10BT'"),  # `hf download --include "sample/10BT/*"` without README.md
+])
+def test_a_folder_of_neither_layout_fails_naming_the_layouts(tmp_path, llada_dir, snapshot, monkeypatch, card, data, match):
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the data was checked")
 
     monkeypatch.setattr(llada_cpt, "load_model", no_model)
     folder = tmp_path / "fineweb-edu"
-    (folder / "sample").mkdir(parents=True)
-    (folder / "README.md").write_text("# a dataset card without a configs header\n")
-    (folder / "sample" / "weights.bin").write_bytes(b"\0" * 16)
+    (folder / "sample" / "10BT").mkdir(parents=True)
+    if card is not None:
+        (folder / "README.md").write_text(card)
+    shutil.copy(os.path.join(snapshot, "sample", "10BT", "000_00000.parquet"), folder / "sample" / "10BT" / data)
     args = ["--model_name_or_path", llada_dir, "--dataset_name", str(folder), "--dataset_config_name", "sample-10BT",
             "--do_train", "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none"]
-    with pytest.raises(ValueError, match="is a local folder in neither layout accepted: .*hub snapshot.*"
-                                         "README.md whose YAML header lists `configs`.*Arrow cache folder"):
+    with pytest.raises(ValueError, match=match):
         llada_cpt.main(args)
 
 
