@@ -33,6 +33,7 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from transformers.trainer_utils import get_last_checkpoint
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
@@ -259,6 +260,13 @@ def load_config(model_args):
     if config_dict.get("model_type") == "llada" and model_args.model_implementation == "native":
         # The auto_map pointers at LLaDA's own code files stay (see modeling_llada.LLADA_AUTO_MAP).
         return LLaDAConfig.from_pretrained(name, **hub)
+    remote_config = config_dict.get("auto_map", {}).get("AutoConfig")
+    if model_args.model_implementation == "remote" and remote_config:
+        # AutoConfig would pick the class registered for the model type (ours, for llada) over the
+        # checkpoint's code even with trust_remote_code; a config of the checkpoint's own class then
+        # also makes AutoModel take the checkpoint's model code.
+        config_class = get_class_from_dynamic_module(remote_config, name, **hub)
+        return config_class.from_pretrained(name, **hub)
     return AutoConfig.from_pretrained(name, trust_remote_code=model_args.trust_remote_code, **hub)
 
 

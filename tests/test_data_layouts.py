@@ -189,21 +189,36 @@ torch.save(dict(cls=type(model).__module__ + "." + type(model).__name__, info=in
 """
 
 
-def test_saved_checkpoint_loads_with_lladas_remote_code_and_natively_to_the_same_logits(paper_runs, tmp_path):
+def with_lladas_code(checkpoint, folder):
+    """A copy of the checkpoint with the stand-in code files beside its config.json."""
     from test_modeling_llada import reference_forward
 
+    shutil.copytree(checkpoint, folder)
+    with open(os.path.join(folder, "configuration_llada.py"), "w") as f:
+        f.write(REMOTE_CONFIG_CODE)
+    with open(os.path.join(folder, "modeling_llada.py"), "w") as f:
+        f.write(REMOTE_MODEL_CODE.format(reference_forward=inspect.getsource(reference_forward)))
+    return folder
+
+
+def test_model_implementation_remote_runs_the_checkpoints_own_code(llada_dir, tmp_path):
+    folder = with_lladas_code(llada_dir, str(tmp_path / "with-lladas-code"))
+    model_args = llada_cpt.ModelArguments(model_name_or_path=folder, model_implementation="remote", trust_remote_code=True)
+    config = llada_cpt.load_config(model_args)
+    training_args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
+    model = llada_cpt.load_model(model_args, config, "xdm", training_args)
+    for obj in (config, model):
+        assert type(obj).__module__.startswith("transformers_modules."), type(obj)
+
+
+def test_saved_checkpoint_loads_with_lladas_remote_code_and_natively_to_the_same_logits(paper_runs, tmp_path):
     saved = os.path.join(paper_runs["arrow cache"], "config.json")
     with open(saved) as f:
         config = json.load(f)
     assert set(LLADA_CONFIG) <= set(config), set(LLADA_CONFIG) - set(config)  # LLaDA's fields all kept
     assert config["auto_map"] == LLADA_CONFIG["auto_map"]  # LLaDA-8B-Base's pointers at its code files
 
-    folder = str(tmp_path / "with-lladas-code")
-    shutil.copytree(paper_runs["arrow cache"], folder)
-    with open(os.path.join(folder, "configuration_llada.py"), "w") as f:
-        f.write(REMOTE_CONFIG_CODE)
-    with open(os.path.join(folder, "modeling_llada.py"), "w") as f:
-        f.write(REMOTE_MODEL_CODE.format(reference_forward=inspect.getsource(reference_forward)))
+    folder = with_lladas_code(paper_runs["arrow cache"], str(tmp_path / "with-lladas-code"))
     ids = torch.randint(0, LLADA_CONFIG["vocab_size"], (2, 24), generator=torch.Generator().manual_seed(0))
     torch.save(ids, str(tmp_path / "ids.pt"))
     proc = subprocess.run([sys.executable, "-c", LOAD_WITH_REMOTE_CODE, folder, "ids.pt", "remote.pt"],
