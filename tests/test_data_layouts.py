@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory, corpus_texts):
-    """A folder laid out as `huggingface-cli download HuggingFaceFW/fineweb-edu --include "sample/10BT/*"` leaves it."""
+    """A folder laid out as `hf download HuggingFaceFW/fineweb-edu --repo-type dataset --include "sample/10BT/*"
+    --include README.md` leaves it."""
     return write_fineweb_like(str(tmp_path_factory.mktemp("hub") / "fineweb-edu"), corpus_texts[:60])
 
 
@@ -61,7 +62,8 @@ def test_arrow_cache_folder_yields_the_texts_written(arrow_cache, corpus_texts, 
 
 def paper_command(llada_dir, dataset, port):
     """scripts/train_llada_xdlm.sh flag for flag, one process on CPU, sizes shrunk (block 128,
-    accumulation 2, 2 steps); reporting to none, as logging backends are not what is tested here."""
+    accumulation 2, 2 steps, a loss logged each step); reporting to none, as logging backends are
+    not what is tested here."""
     return [os.path.join(os.path.dirname(sys.executable), "deepspeed"), "--master_port", str(port),
             os.path.join(ROOT, "llada_cpt.py"),
             "--deepspeed", os.path.join(ROOT, "ds_zero2_bf16_config_simp.json"), "--config_name", llada_dir,
