@@ -9,6 +9,8 @@ blocks, Trainer) with LLaDA's loss swapped for a choice of:
 Launch with `deepspeed llada_cpt.py --deepspeed ds_zero2_bf16_config_simp.json ...`,
 `torchrun`, or plain `python` for one process.
 """
+import glob
+import json
 import logging
 import math
 import os
@@ -34,6 +36,7 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
@@ -406,10 +409,15 @@ def load_config(model_args):
     hub = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     config_dict, _ = PretrainedConfig.get_config_dict(name, **hub)
     if config_dict.get("model_type") == "llada" and model_args.model_implementation == "native":
-        config = LLaDAConfig.from_pretrained(name, **hub)
-        if hasattr(config, "auto_map"):  # checkpoints we write load with this repository's model, not hub code
-            del config.auto_map
-        return config
+        # The auto_map pointers at LLaDA's own code files stay (see modeling_llada.LLADA_AUTO_MAP).
+        return LLaDAConfig.from_pretrained(name, **hub)
+    remote_config = config_dict.get("auto_map", {}).get("AutoConfig")
+    if model_args.model_implementation == "remote" and remote_config:
+        # AutoConfig would pick the class registered for the model type (ours, for llada) over the
+        # checkpoint's code even with trust_remote_code; a config of the checkpoint's own class then
+        # also makes AutoModel take the checkpoint's model code.
+        config_class = get_class_from_dynamic_module(remote_config, name, **hub)
+        return config_class.from_pretrained(name, **hub)
     return AutoConfig.from_pretrained(name, trust_remote_code=model_args.trust_remote_code, **hub)
 
 
@@ -445,10 +453,84 @@ def resolve_mask_id(config, tokenizer, override):
 # Data: hub or local, streaming or not, packed text or (prompt, answer) pairs
 # ---------------------------------------------------------------------------
 
+LOCAL_DATASET_LAYOUTS = (
+    "(1) a hub snapshot, as `hf download REPO --repo-type dataset --local-dir DIR` leaves it: "
+    "a README.md whose YAML header lists `configs`, or data files (.parquet, .json, .jsonl, .txt) such as "
+    "sample/10BT/*.parquet; (2) a `datasets` Arrow cache folder, as load_dataset leaves it in its cache "
+    "(e.g. HuggingFaceFW___fineweb-edu): CONFIG/VERSION/HASH/dataset_info.json beside *.arrow files, "
+    "with --dataset_config_name naming CONFIG")
+
+
+def arrow_cache_files(folder, config_name):
+    """{split: [.arrow files]} when `folder` is a `datasets` Arrow cache folder of a dataset
+    (CONFIG/VERSION/HASH/ with dataset_info.json and NAME-SPLIT[-00000-of-0000N].arrow, what
+    load_dataset leaves in HF_DATASETS_CACHE), else None. load_dataset cannot read that layout back
+    by path: it treats the folder as data files of a config 'default'."""
+    builds = [os.path.dirname(p) for p in glob.glob(os.path.join(glob.escape(folder), "*", "*", "*", "dataset_info.json"))
+              if not p.split(os.sep)[-2].endswith(".incomplete")]  # an interrupted build
+    if not builds:
+        return None
+    configs = sorted({b.split(os.sep)[-3] for b in builds})
+    if config_name is None and len(configs) == 1:
+        config_name = configs[0]
+    if config_name not in configs:
+        raise ValueError(f"--dataset_name {folder} is a `datasets` Arrow cache folder: set --dataset_config_name to "
+                         f"one of its configs ({', '.join(configs)}), got {config_name!r}")
+    builds = sorted((b for b in builds if b.split(os.sep)[-3] == config_name), key=os.path.getmtime)
+    if len(builds) > 1:
+        logger.warning(f"{len(builds)} cached builds of config {config_name!r} in {folder}; using the newest, {builds[-1]}")
+    with open(os.path.join(builds[-1], "dataset_info.json")) as f:
+        splits = json.load(f).get("splits") or {}
+    files = {}
+    for split in splits:
+        shards = [os.path.join(glob.escape(builds[-1]), f"*-{split}{tail}") for tail in (".arrow", "-[0-9]*-of-[0-9]*.arrow")]
+        files[split] = sorted(chain.from_iterable(glob.glob(pattern) for pattern in shards))
+        if not files[split]:
+            raise ValueError(f"the Arrow cache {builds[-1]} lists split {split!r} but holds no .arrow file of it")
+    return files
+
+
+def load_local_dataset(folder, data_args):
+    """A local --dataset_name folder: an Arrow cache is memory-mapped in place (no copy; streamed
+    from the same files with --streaming); a hub snapshot goes to load_dataset as a hub name would."""
+    files = arrow_cache_files(folder, data_args.dataset_config_name)
+    if files is not None:
+        raw = datasets.DatasetDict({split: datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in shards])
+                                    for split, shards in files.items()})
+        if data_args.streaming:
+            raw = datasets.IterableDatasetDict({split: ds.to_iterable_dataset(num_shards=len(files[split]))
+                                                for split, ds in raw.items()})
+        return raw
+    if _readme_declares_configs(folder):
+        return None  # load_dataset reads the configs (e.g. sample-10BT -> sample/10BT/*) from the README
+    if not any(_builder_for(name) for _, _, names in os.walk(folder) for name in names):
+        raise ValueError(f"--dataset_name {folder} is a local folder in neither layout accepted: {LOCAL_DATASET_LAYOUTS}")
+    if data_args.dataset_config_name:
+        # load_dataset would take every data file as one config 'default' and fail on the name
+        raise ValueError(f"--dataset_name {folder} holds data files but no README.md whose YAML header lists `configs`, "
+                         f"so no config {data_args.dataset_config_name!r}: download the dataset card with the data "
+                         "(hf download ... --include README.md) or leave out --dataset_config_name")
+    return None
+
+
+def _readme_declares_configs(folder):
+    readme = os.path.join(folder, "README.md")
+    if not os.path.isfile(readme):
+        return False
+    with open(readme, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    header = text.split("---")[1] if text.startswith("---") else ""  # the YAML between the first two ---
+    return any(line.startswith("configs:") for line in header.splitlines())
+
+
 def load_raw_datasets(data_args, model_args, seed, need_validation):
     hub = dict(cache_dir=model_args.cache_dir, token=model_args.token, streaming=data_args.streaming)
     if data_args.dataset_name:
-        raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, **hub)
+        raw = None
+        if os.path.isdir(data_args.dataset_name):
+            raw = load_local_dataset(data_args.dataset_name, data_args)
+        if raw is None:
+            raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, **hub)
     else:
         files = {"train": data_args.train_file}
         if data_args.validation_file:
@@ -492,7 +574,8 @@ def tokenize_and_pack(raw, tokenizer, data_args, block_size, training_args):
             for col in (data_args.prompt_column, data_args.answer_column):
                 if col not in columns:
                     raise ValueError(f"column {col!r} not in the {split} data (columns: {', '.join(columns)})")
-            fn = lambda batch: _pairs(batch, tokenizer, data_args, block_size, eos)  # noqa: E731
+            # Streamed batches are tokenized lazily in the dataloader workers: each batch logs its own drops.
+            fn = lambda batch: _pairs(batch, tokenizer, data_args, block_size, eos, log_drops=data_args.streaming)  # noqa: E731
         else:
             col = data_args.text_column or ("text" if "text" in columns or len(columns) != 1 else columns[0])
             if col not in columns:
@@ -504,6 +587,10 @@ def tokenize_and_pack(raw, tokenizer, data_args, block_size, training_args):
                           desc=f"Tokenizing and packing {split} into blocks of {block_size}")
         with training_args.main_process_first(desc="tokenizing"):
             out[split] = ds.map(fn, **kwargs)
+        if data_args.prompt_column and not data_args.streaming:
+            dropped = len(ds) - len(out[split])  # _pairs keeps one row per pair it does not drop
+            log = logger.warning if dropped else logger.info
+            log(f"{split}: dropped {dropped} of {len(ds)} (prompt, answer) pairs whose prompt fills --block_size {block_size}")
     return out
 
 
@@ -514,16 +601,19 @@ def _pack(batch, tokenizer, col, block_size, eos):
     return {"input_ids": [flat[i:i + block_size] for i in range(0, n, block_size)]}
 
 
-def _pairs(batch, tokenizer, data_args, block_size, eos):
+def _pairs(batch, tokenizer, data_args, block_size, eos, log_drops=False):
     prompts = tokenizer(batch[data_args.prompt_column], add_special_tokens=False)["input_ids"]
     answers = tokenizer(batch[data_args.answer_column], add_special_tokens=False)["input_ids"]
     input_ids, prompt_mask = [], []
     for p, a in zip(prompts, answers):
-        if len(p) >= block_size:  # nothing left to learn from: skip, counted in the log
+        if len(p) >= block_size:  # no answer token fits, nothing to learn from: dropped (and counted)
             continue
         seq = (p + a + [eos])[:block_size]
         input_ids.append(seq + [eos] * (block_size - len(seq)))
         prompt_mask.append([1] * len(p) + [0] * (block_size - len(p)))
+    dropped = len(prompts) - len(input_ids)
+    if log_drops and dropped:
+        logger.warning(f"dropped {dropped} of {len(prompts)} (prompt, answer) pairs of a batch whose prompt fills --block_size {block_size}")
     return {"input_ids": input_ids, "prompt_mask": prompt_mask}
 
 

@@ -23,8 +23,17 @@ except ImportError:  # pragma: no cover - depends on the machine
     flash_attn_func = None
 
 
+# The Auto-class pointers of LLaDA's hub checkpoints (GSAI-ML/LLaDA-8B-Base) at its own code files.
+# Every config keeps them, so a saved checkpoint loads with trust_remote_code=True in LLaDA's tools
+# once configuration_llada.py and modeling_llada.py from the hub sit beside config.json. Without
+# trust_remote_code, transformers prefers the classes registered at the bottom of this file.
+LLADA_AUTO_MAP = {"AutoConfig": "configuration_llada.LLaDAConfig", "AutoModel": "modeling_llada.LLaDAModelLM",
+                  "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"}
+
+
 class LLaDAConfig(PretrainedConfig):
-    """LLaDA's configuration, with the field names of its `config.json`."""
+    """LLaDA's configuration, with the field names of its `config.json` (fields this model does
+    not use, such as init_fn or flash_attention, are kept and saved as they came)."""
 
     model_type = "llada"
 
@@ -53,6 +62,7 @@ class LLaDAConfig(PretrainedConfig):
         init_std=0.02,
         mask_token_id=126336,
         causal=False,
+        use_cache=False,
         pad_token_id=None,
         eos_token_id=None,
         **kwargs,
@@ -80,7 +90,9 @@ class LLaDAConfig(PretrainedConfig):
         self.init_std = init_std
         self.mask_token_id = mask_token_id
         self.causal = causal
+        self.use_cache = use_cache  # LLaDA has no KV cache; kept so its config.json round-trips
         kwargs.setdefault("tie_word_embeddings", False)  # tying is LLaDA's own `weight_tying`
+        kwargs.setdefault("auto_map", dict(LLADA_AUTO_MAP))
         super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
         supported = dict(block_type="llama", activation_type="silu", layer_norm_type="rms", rope=True, alibi=False)
         for name, value in supported.items():
