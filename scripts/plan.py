@@ -89,6 +89,12 @@ class Shape:
             n += d + 2 * H + d
         return n
 
+    def matmul_params(self):
+        """Weights used in matrix products: the blocks' projections and the output head (the
+        embedding's weight when tied); not the norms, biases or the embedding lookup."""
+        d, H, kv = self.d_model, self.mlp_hidden_size, self.kv_dim
+        return self.n_layers * (2 * d * d + 2 * d * kv + 3 * d * H) + self.embedding_size * d
+
     def embedding_params(self):
         return self.embedding_size * self.d_model
 
@@ -243,10 +249,10 @@ def activation_bytes(shape, batch, L, s=2, fused=True, checkpointing=False, atte
 
 def flops_per_token(shape, L, lora_r=0):
     """Model FLOPs per token of a training step: 6 x (matmul parameters) + bidirectional
-    attention 12 x layers x L x d (QK^T and AV, 2 L d each, forward and twice in backward). The
-    embedding is a lookup, not a matmul. With LoRA the frozen weights need the forward and the
-    input gradients only (4 per parameter), the adapters all three (6)."""
-    matmul = shape.params() - shape.embedding_params()
+    attention 12 x layers x L x d (QK^T and AV, 2 L d each, forward and twice in backward).
+    With LoRA the frozen weights need the forward and the input gradients only (4 per
+    parameter), the adapters all three (6)."""
+    matmul = shape.matmul_params()
     dense = 4 * matmul + 6 * shape.lora_params(lora_r) if lora_r else 6 * matmul
     return dense + 12 * shape.n_layers * L * shape.d_model
 
