@@ -148,7 +148,7 @@ def main(argv=None):
     ap.add_argument("--L", type=int, help="sequence length (default 4096; 64 with --tiny)")
     ap.add_argument("--loss_L", type=int, help="L of the loss-alone comparison (default 4096; 128 with --tiny)")
     ap.add_argument("--loss_d", type=int, help="d of the loss-alone comparison (default 4096; 64 with --tiny)")
-    ap.add_argument("--max_batch", type=int, help="the micro-batch search's ceiling (default 256; 4 with --tiny)")
+    ap.add_argument("--max_batch", type=int, help="the micro-batch search's ceiling (default 256; 2 with --tiny)")
     ap.add_argument("--repeats", type=int, help="timed repeats of the step and of the loss alone (default 5; 1 with --tiny)")
     ap.add_argument("--peak_tflops", type=float, help="device's dense bf16 peak (default: by its name on GPUs)")
     args = ap.parse_args(argv)
@@ -165,13 +165,13 @@ def main(argv=None):
     loss_L = args.loss_L or (128 if args.tiny else 4096)
     repeats = args.repeats or (1 if args.tiny else 5)
     loss_d = args.loss_d or (64 if args.tiny else 4096)
-    max_batch = args.max_batch or (4 if args.tiny else 256)
+    max_batch = args.max_batch or (2 if args.tiny else 256)
     peak = args.peak_tflops
     if peak is None and args.device == "cuda":
         name = torch.cuda.get_device_name()
         peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"{device_name}: {shape.params() / 1e9:.2f}B-parameter LLaDA shape {fields}, bf16, random weights, "
+    print(f"{device_name}: {shape.params() / 1e6:,.0f}M-parameter LLaDA shape {fields}, bf16, random weights, "
           f"k = {K}, {time.strftime('%Y-%m-%d')}")
     rows = []
     for fused in (True, False):

@@ -323,8 +323,9 @@ class Plan:
             "Adam moments (float32)": ADAM_BYTES * Pt / state_part,
             "gradient buckets": s * min(Pt, self.reduce_bucket_size) * (2 if self.overlap_comm else 1),
             "activations kept for backward": act["saved"],
-            "loss transient, " + ("fused" if self.fused_loss else "reference") + " (peak: the larger of this": act["loss"],
-            "and the blocks' backward transient)": act["backward"],
+            "loss transient, " + ("fused" if self.fused_loss else "reference") + " (*)": act["loss"],
+            "blocks' backward transient" + (", one block recomputed" if self.gradient_checkpointing else "") + " (*)":
+                act["backward"],
             "CUDA context, NCCL": CONTEXT_GIB * GIB,
             "allocator fragmentation": FRAGMENTATION * (act["peak"]),
         }
@@ -377,7 +378,8 @@ def report(plan):
              f"micro-batch {b}; loss {'fused' if plan.fused_loss else 'reference'}; gradient checkpointing "
              f"{'on' if plan.gradient_checkpointing else 'off'}", "", "| per GPU | GiB |", "| --- | ---: |"]
     lines += [f"| {name} | {value / GIB:.2f} |" for name, value in rows.items()]
-    lines += [f"| **peak (backward or optimizer step)** | **{peak / GIB:.2f}** |", ""]
+    lines += [f"| **peak (backward or optimizer step)** | **{peak / GIB:.2f}** |", "",
+              "(*) only the larger of the two counts in the peak: they do not coexist", ""]
     largest = plan.largest_micro_batch()
     step = plan.step_seconds()
     lines += [f"fits: {'yes' if peak <= plan.gpu_mem_gib * GIB else 'NO'}; largest micro-batch that fits: {largest}",
