@@ -62,6 +62,25 @@ def test_activation_count_equals_what_autograd_saves(dtype, mode):
     assert measured == act["saved"]
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_lora_activation_count_is_a_close_upper_bound(dtype):
+    """With LoRA the frozen projections keep fewer inputs than the planner counts (it adds the
+    adapters' tensors to the full model's): an upper bound, within 20%. Adapters in the model's
+    dtype, as DeepSpeed casts them."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = get_peft_model(LLaDAModelLM(cfg), LoraConfig(
+        r=8, lora_dropout=0.05, target_modules=r".*\.blocks\.\d+\.(" + "|".join(plan.LORA_TARGETS) + ")",
+        bias="none")).to(dtype)
+    model.train()
+    ids = torch.randint(0, 999, (3, 40), generator=torch.Generator().manual_seed(1))
+    measured = saved_bytes(model.base_model.model, ids)
+    predicted = plan.activation_bytes(plan.Shape.from_config(cfg), 3, 40, dtype.itemsize, lora_r=8)["saved"]
+    assert 0.8 * predicted <= measured <= predicted
+
+
 @pytest.mark.parametrize("kw", [dict(), dict(weight_tying=True), dict(include_bias=True), dict(include_qkv_bias=True),
                                 dict(n_kv_heads=2)])
 def test_parameter_count_equals_the_model(kw):
