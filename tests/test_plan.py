@@ -178,9 +178,15 @@ def test_bad_input_names_the_flag():
             plan.main(argv)
 
 
-def test_readme_table_is_the_planners_output():
+def test_readme_table_and_example_are_the_planners_output(capsys):
     readme = open(os.path.join(ROOT, "README.md")).read()
     assert plan.paper_table() in readme
+    argv = ("--model llada-8b --gpu a100-40gb --gpus 8 --block_size 4096 --per_device_train_batch_size 1 "
+            "--gradient_accumulation_steps 64 --zero 2 --gradient_checkpointing").split()
+    command = " ".join(argv[:8]) + " \\\n  " + " ".join(argv[8:])
+    assert f".venv/bin/python scripts/plan.py {command}" in readme
+    plan.main(argv)
+    assert capsys.readouterr().out.strip() in readme
 
 
 # Small LLaDA shapes spanning d 128-512, L 128-1024, micro-batch 1-4, fused loss and
