@@ -186,13 +186,14 @@ def main(argv=None):
     rows.append(("model TFLOP/s, MFU", "", f"{achieved:.1f}, {mfu}"))
 
     if args.device == "cuda":
-        free, total = torch.cuda.mem_get_info()
+        free = torch.cuda.mem_get_info()[0]
         held = torch.cuda.memory_allocated()
         # bench_microbatch keeps weights and accumulated gradients (2 x bf16) besides activations.
         budget = free + held - 2 * 2 * shape.params()
     model = make_model(fields, torch.bfloat16, args.device, False)
     for fused in (True, False):
         measured = largest_batch(model, L, K, fused, args.device, max_batch)
+        model.zero_grad(set_to_none=True)  # an out-of-memory backward leaves gradients behind
         predicted = predicted_largest_batch(shape, L, fused, budget, max_batch) if args.device == "cuda" else "n/a"
         rows.append((f"largest micro-batch (powers of 2 up to {max_batch}), {'fused' if fused else 'reference'} loss",
                      str(predicted), str(measured)))
@@ -210,7 +211,7 @@ def main(argv=None):
         # bench_loss counts the transient beyond the inputs and their two gradients.
         grads = 2 * loss_L * loss_d + 2 * fields["embedding_size"] * loss_d
         extra = loss_bytes(shape_loss, loss_L, 2, fused) - 2 * loss_L * loss_d - grads
-        measured = line.split(("fused " if fused else "reference ") + "", 1)[1].split("x")[0]
+        measured = line.split("fused " if fused else "reference ", 1)[1].split("x")[0]
         rows.append((f"loss alone, L = {loss_L}, d = {loss_d}: transient / float32 logits, "
                      f"{'fused' if fused else 'reference'}", f"{extra / logits:.2f}", measured))
     rows.append(("loss alone: time fused / reference", "", line.split("time fused/reference ")[1].split(" ")[0]))
