@@ -1,0 +1,235 @@
+"""scripts/plan.py against independent truths: autograd's own saved tensors, the parameters of
+the real model, PyTorch's FLOP counter, and the measured peak memory of training steps on CPU."""
+import contextlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import plan
+from modeling_llada import LLaDAConfig, LLaDAModelLM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**kw):
+    fields = dict(d_model=96, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=320, vocab_size=1000,
+                  mask_token_id=999, max_sequence_length=256)
+    return LLaDAConfig(**dict(fields, **kw))
+
+
+def saved_bytes(model, ids):
+    """Bytes autograd keeps for backward during the forward to the final hidden states: each
+    storage once, parameters excluded."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(t):
+        key = t.untyped_storage().data_ptr()
+        if key not in params:
+            storages[key] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.final_hidden(ids)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("mode", ["flash", "math", "checkpointing"])
+def test_activation_count_equals_what_autograd_saves(dtype, mode):
+    """The per-layer count read off modeling_llada.py's ops is exactly autograd's, for the fused
+    SDPA kernel (what runs on CPU and GPU in training), the unfused math fallback (which on CPU
+    works in float32 for half inputs), and gradient checkpointing."""
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = LLaDAModelLM(cfg).to(dtype)
+    if mode == "checkpointing":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    B, L = 3, 40
+    ids = torch.randint(0, 999, (B, L), generator=torch.Generator().manual_seed(1))
+    with sdpa_kernel(SDPBackend.MATH) if mode == "math" else contextlib.nullcontext():
+        measured = saved_bytes(model, ids)
+    shape, s = plan.Shape.from_config(cfg), dtype.itemsize
+    act = plan.activation_bytes(shape, B, L, s, checkpointing=mode == "checkpointing",
+                                attention="math" if mode == "math" else "flash", math_bytes=4)
+    assert measured == act["saved"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_lora_activation_count_is_a_close_upper_bound(dtype):
+    """With LoRA the frozen projections keep fewer inputs than the planner counts (it adds the
+    adapters' tensors to the full model's): an upper bound, within 20%. Adapters in the model's
+    dtype, as DeepSpeed casts them."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = get_peft_model(LLaDAModelLM(cfg), LoraConfig(
+        r=8, lora_dropout=0.05, target_modules=r".*\.blocks\.\d+\.(" + "|".join(plan.LORA_TARGETS) + ")",
+        bias="none")).to(dtype)
+    model.train()
+    ids = torch.randint(0, 999, (3, 40), generator=torch.Generator().manual_seed(1))
+    measured = saved_bytes(model.base_model.model, ids)
+    predicted = plan.activation_bytes(plan.Shape.from_config(cfg), 3, 40, dtype.itemsize, lora_r=8)["saved"]
+    assert 0.8 * predicted <= measured <= predicted
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(weight_tying=True), dict(include_bias=True), dict(include_qkv_bias=True),
+                                dict(n_kv_heads=2)])
+def test_parameter_count_equals_the_model(kw):
+    cfg = tiny_config(**kw)
+    model = LLaDAModelLM(cfg)
+    assert plan.Shape.from_config(cfg).params() == sum(p.numel() for p in model.parameters())
+
+
+def test_builtin_shapes_are_the_real_models():
+    """LLaDA-8B's parameters counted on the meta device (no memory) against the planner."""
+    with torch.device("meta"):
+        model = LLaDAModelLM(LLaDAConfig(**plan.LLADA_8B))
+    n = sum(p.numel() for p in model.parameters())
+    assert plan.load_shape("llada-8b").params() == n and 8.0e9 < n < 8.1e9
+    assert 1.0e9 < plan.load_shape("llada-1b").params() < 1.2e9
+
+
+def test_reads_a_llada_config_json(tmp_path):
+    from llada_format import LLADA_CONFIG
+
+    (tmp_path / "config.json").write_text(json.dumps(LLADA_CONFIG))
+    shape = plan.load_shape(str(tmp_path))
+    assert shape == plan.Shape.from_config(LLaDAConfig(**LLADA_CONFIG))
+    assert (shape.d_model, shape.mlp_hidden_size, shape.embedding_size) == (64, 96, 1088)
+
+
+def test_lora_parameter_count_equals_peft():
+    from peft import LoraConfig, get_peft_model
+
+    cfg = tiny_config()
+    model = get_peft_model(LLaDAModelLM(cfg), LoraConfig(
+        r=8, target_modules=r".*\.blocks\.\d+\.(" + "|".join(plan.LORA_TARGETS) + ")", bias="none"))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert plan.Shape.from_config(cfg).lora_params(8) == trainable
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(weight_tying=True, n_kv_heads=2)])
+def test_flops_equal_pytorchs_flop_counter(kw):
+    """6 x matmul parameters + 12 x layers x L x d per token is what PyTorch counts for a
+    forward + backward through the blocks and the output head."""
+    cfg = tiny_config(**kw)
+    model = LLaDAModelLM(cfg)
+    B, L = 2, 48
+    ids = torch.randint(0, 999, (B, L), generator=torch.Generator().manual_seed(2))
+    # The math attention is made of matrix products the counter sees (it skips the fused CPU kernel).
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(ids).logits.float().square().mean().backward()
+    assert counter.get_total_flops() == plan.flops_per_token(plan.Shape.from_config(cfg), L) * B * L
+
+
+def make_plan(**kw):
+    return plan.Plan(plan.load_shape("llada-8b"), **kw)
+
+
+def test_zero_partitions_as_the_zero_paper_counts():
+    """Mixed-precision Adam: 2 P weights + (2 + 12) P / W per GPU under ZeRO-2; ZeRO-1 keeps
+    whole gradients; ZeRO-0 replicates everything (16 P)."""
+    P = plan.load_shape("llada-8b").params()
+    for zero, expected in ((2, 2 * P + 14 * P / 8), (1, 4 * P + 12 * P / 8), (0, 16 * P)):
+        rows = make_plan(zero=zero).memory()[0]
+        assert sum(list(rows.values())[:4]) == pytest.approx(expected)
+
+
+def test_largest_micro_batch_is_the_boundary_of_what_fits():
+    for kw in (dict(gradient_checkpointing=True), dict(gradient_checkpointing=True, fused_loss=False),
+               dict(gpu_mem_gib=80), dict(gpu_mem_gib=40), dict(with_lora=True, gpu_mem_gib=40)):
+        p = make_plan(**kw)
+        b = p.largest_micro_batch()
+        assert (b == 0 and not p.fits(1)) or (p.fits(b) and not p.fits(b + 1)), kw
+
+
+def test_fused_loss_and_checkpointing_change_what_they_should():
+    ref, fused = make_plan(fused_loss=False), make_plan(fused_loss=True)
+    T, N = 4096, plan.LLADA_8B["embedding_size"]
+    # The reference loss's peak holds six float32 logit tensors.
+    assert ref.memory()[2]["loss"] == pytest.approx(6 * T * N * 4 + 2 * T * 4096)
+    assert fused.memory()[2]["loss"] < ref.memory()[2]["loss"] / 8
+    ckpt = make_plan(gradient_checkpointing=True)
+    assert ckpt.memory()[2]["saved"] < fused.memory()[2]["saved"] / 10
+    assert ckpt.step_seconds() > fused.step_seconds()
+    # Twice the GPUs: the same step time for twice the tokens, or half the time for the same batch.
+    assert make_plan(nodes=2).step_seconds() == pytest.approx(fused.step_seconds())
+    assert make_plan(nodes=2).tokens_per_step() == 2 * fused.tokens_per_step() == 2 * 8 * 64 * 4096
+    half = make_plan(nodes=2, gradient_accumulation_steps=32)
+    assert half.step_seconds() == pytest.approx(fused.step_seconds() / 2)
+
+
+def test_bad_input_names_the_flag():
+    for argv, message in ((["--gpus", "0"], "--gpus must be a positive integer"),
+                          (["--zero", "3"], "--zero must be 0, 1 or 2"),
+                          (["--mfu", "1.5"], r"--mfu must lie in \(0, 1\]"),
+                          (["--block_size", "8192"], "exceeds the model's max_sequence_length 4096"),
+                          (["--model", "no/such/config.json"], "--model must be llada-8b")):
+        with pytest.raises(SystemExit, match=message):
+            plan.main(argv)
+
+
+def test_readme_table_and_example_are_the_planners_output(capsys):
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert plan.paper_table() in readme
+    argv = ("--model llada-8b --gpu a100-40gb --gpus 8 --block_size 4096 --per_device_train_batch_size 1 "
+            "--gradient_accumulation_steps 64 --zero 2 --gradient_checkpointing").split()
+    command = " ".join(argv[:8]) + " \\\n  " + " ".join(argv[8:])
+    assert f".venv/bin/python scripts/plan.py {command}" in readme
+    plan.main(argv)
+    assert capsys.readouterr().out.strip() in readme
+
+
+# Small LLaDA shapes spanning d 128-512, L 128-1024, micro-batch 1-4, fused loss and
+# checkpointing on and off (4 layers, vocabulary 2048: the loss's vocabulary work is what
+# costs time on CPU).
+MEASURED_CASES = [  # d_model, L, micro-batch, fused, checkpointing
+    (128, 1024, 1, False, False),
+    (256, 512, 1, True, False),
+    (512, 128, 4, True, True),
+    (384, 256, 2, False, True),
+    (512, 256, 1, True, False),
+    (256, 128, 3, False, False),
+]
+
+
+def test_predicted_memory_is_within_20_percent_of_the_measured_peak():
+    """Each step runs in a fresh forked process and its peak resident size is read from
+    /proc (scripts/gpu_check.py); the prediction is the planner's, never fitted to these."""
+    cases = [(dict(d_model=d, n_layers=4, n_heads=d // 64, n_kv_heads=d // 64, mlp_hidden_size=3 * d, vocab_size=2048,
+                   embedding_size=2048, max_sequence_length=1024, mask_token_id=2047), b, L, fused, ckpt)
+             for d, L, b, fused, ckpt in MEASURED_CASES]
+    code = ("import json, sys; sys.path.insert(0, 'scripts'); import gpu_check; "
+            f"print(json.dumps([gpu_check.memory_case(*case, 'cpu') for case in {cases!r}]))")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # as scripts/gpu_check.sh sets it
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for case, (predicted, measured) in zip(MEASURED_CASES, results):
+        assert 0.8 <= measured / predicted <= 1.2, (case, predicted, measured)
+
+
+def test_gpu_check_smoke_run_on_cpu():
+    proc = subprocess.run(["bash", "scripts/gpu_check.sh", "--device", "cpu", "--tiny"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {}
+    for line in proc.stdout.splitlines()[3:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    assert len(rows) == 9, proc.stdout
+    for fused in ("fused", "reference"):
+        predicted, measured = rows[f"activations + loss, L = 64, micro-batch 1, {fused} loss"]
+        assert predicted.endswith("MiB") and measured.endswith("%)"), proc.stdout
+        assert rows[f"largest micro-batch (powers of 2 up to 2), {fused} loss"] == ["n/a", "2"], proc.stdout
+        float(rows[f"loss alone, L = 128, d = 64: transient / float32 logits, {fused}"][1])
+    assert float(rows["tokens/s, L = 64, micro-batch 1, fused (forward + backward)"][1].replace(",", "")) > 0
