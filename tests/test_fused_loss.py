@@ -7,6 +7,8 @@ import sys
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 import llada_cpt
 from xdlm_loss import corrupt, linear_xdlm_loss, xdlm_loss
@@ -83,13 +85,84 @@ def test_positions_without_loss_are_never_computed():
     assert torch.isfinite(linear_xdlm_loss(poisoned, weight.detach(), z, x, alpha, 0.3, m, loss_weight=w))
 
 
+class AllocationMeter(TorchDispatchMode):
+    """Sees every tensor op: the largest storage created (views of the given inputs excluded)
+    and the number of matrix products."""
+
+    def __init__(self, *inputs):
+        super().__init__()
+        self.inputs = {t.untyped_storage().data_ptr() for t in inputs}
+        self.largest = 0
+        self.matmuls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.addmm_):
+            self.matmuls += 1
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in self.inputs:
+                self.largest = max(self.largest, t.untyped_storage().nbytes())
+        return out
+
+
+@pytest.mark.parametrize("k", [0.0, 0.1])
+def test_no_gradient_work_without_a_gradient(k):
+    """Under no_grad (evaluation), or when no input requires a gradient, the fused loss makes no
+    [N, d] head gradient, no [T, d] hidden gradient and no gradient matmuls: one matmul per
+    chunk (the logits), every buffer at most a chunk's logits."""
+    chunk = 8
+    hidden, weight, x, z, alpha, w, m = setup(torch.float32, k, d=64)  # N d = 97 x 64, T d = 120 x 64
+    T, d = hidden.shape[0] * hidden.shape[1], hidden.shape[2]
+    N = weight.shape[0]
+    chunks = -(-int(((w != 0) & ((z == m) if k == 0 else True)).sum()) // chunk)
+    with torch.no_grad():
+        expected = linear_xdlm_loss(hidden.detach(), weight.detach(), z, x, alpha, k, m, loss_weight=w, chunk_size=chunk)
+    truth = (xdlm_loss(hidden.detach() @ weight.detach().T, z, x, alpha, k, m) * w).sum()
+    assert expected.item() == pytest.approx(truth.item(), rel=1e-5)
+    limit = chunk * N * 4  # bytes of one chunk's float32 logits, well below [N, d] and [T, d]
+    assert 2 * limit < min(N, T) * d * 4
+    for inputs, grad_mode in [((hidden, weight), False), ((hidden.detach(), weight.detach()), True),
+                              ((hidden.detach(), weight), False)]:
+        with AllocationMeter(*inputs) as meter, torch.set_grad_enabled(grad_mode):
+            loss = linear_xdlm_loss(*inputs, z, x, alpha, k, m, loss_weight=w, chunk_size=chunk)
+        assert loss.item() == expected.item() and not loss.requires_grad
+        assert meter.largest <= limit, (grad_mode, meter.largest)
+        assert meter.matmuls == chunks, (grad_mode, meter.matmuls)
+    # the meter does see the gradient buffers and matmuls when a gradient is needed
+    with AllocationMeter(hidden, weight) as meter:
+        linear_xdlm_loss(hidden, weight, z, x, alpha, k, m, loss_weight=w, chunk_size=chunk)
+    assert meter.largest >= N * d * 4 and meter.matmuls == 3 * chunks
+
+
+def test_per_token_losses_for_evaluation():
+    hidden, weight, x, z, alpha, w, m = setup(torch.float64, 0.1)
+    with torch.no_grad():
+        per_token = linear_xdlm_loss(hidden, weight, z, x, alpha, 0.1, m, loss_weight=w, chunk_size=7, reduction="none")
+        truth = xdlm_loss(hidden @ weight.T, z, x, alpha, 0.1, m) * w
+    assert per_token.shape == z.shape
+    torch.testing.assert_close(per_token, truth, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="reduction='none' .*torch.no_grad"):
+        linear_xdlm_loss(hidden, weight, z, x, alpha, 0.1, m, reduction="none")
+    with pytest.raises(ValueError, match="reduction must be 'sum' or 'none'"):
+        linear_xdlm_loss(hidden, weight, z, x, alpha, 0.1, m, reduction="mean")
+
+
 def test_only_the_needed_gradients_are_formed():
-    hidden, weight, x, z, alpha, w, m = setup(torch.float32, 0.1)
-    frozen = weight.detach()  # e.g. LoRA: the head is not trained
-    loss = linear_xdlm_loss(hidden, frozen, z, x, alpha, 0.1, m)
+    """A frozen head (e.g. LoRA): the hidden-state gradient is right, and no [N, d] head
+    gradient is ever formed (N d is larger than any other buffer here)."""
+    hidden, weight, x, z, alpha, w, m = setup(torch.float32, 0.1, N=401)
+    frozen = weight.detach()
+    N, d = frozen.shape
+    with AllocationMeter(hidden, frozen) as meter:
+        loss = linear_xdlm_loss(hidden, frozen, z, x, alpha, 0.1, m)
+    assert meter.largest < N * d * 4, meter.largest
     (gh,) = torch.autograd.grad(loss * 3.0, [hidden])
     ref = xdlm_loss(hidden @ frozen.T, z, x, alpha, 0.1, m).sum() * 3.0
     assert rel(gh, torch.autograd.grad(ref, [hidden])[0]) < 1e-5  # the outer gradient scales it
+    # the same call with a trainable head does form it (the check above can fail)
+    with AllocationMeter(hidden, weight) as meter:
+        linear_xdlm_loss(hidden, weight, z, x, alpha, 0.1, m)
+    assert meter.largest >= N * d * 4
 
 
 def test_bad_input_raises_clear_errors():
