@@ -279,33 +279,36 @@ def xdlm_loss(logits, noisy_ids, clean_ids, alpha_t, k, mask_id):
     return xdlm_terms(log_p, noisy_ids, clean_ids, alpha_t, k)
 
 
-def loss_positions(shape, loss_weight=None):
-    """How many positions a batch loss is averaged over: batch x length without weights
-    (LLaDA's pretraining: every position is a target), else the positions of nonzero weight
-    (conditional data: the answer tokens, its padding included, as the paper's code counts them)."""
+def loss_positions(h, loss_weight=None):
+    """Per sample [B], how many positions of h [B, L] its loss is averaged over: all L without
+    weights (LLaDA's pretraining: batch x length in all), else those of nonzero weight
+    (conditional data: the answer tokens, their padding included, as the paper's code counts)."""
     if loss_weight is None:
-        return math.prod(shape)
-    return (loss_weight != 0).sum().clamp_min(1)
+        return torch.full(h.shape[:1], h.shape[1], dtype=torch.float32, device=h.device)
+    return (loss_weight != 0).sum(1).float()
 
 
 def diffusion_objective(h, loss_weight=None):
-    """The batch loss: sum over positions of loss_weight * h_t (prompt positions weighted 0),
-    divided by loss_positions: batch x length for unconditional data, the answer tokens for
-    conditional data."""
+    """The batch loss: sum over positions of loss_weight * h_t (prompt positions weighted 0)
+    divided by the batch's loss_positions: batch x length for unconditional data, the answer
+    tokens of the whole batch for conditional data (not per sample: a long answer counts more)."""
     if loss_weight is not None:
         h = h * loss_weight.to(h.dtype)
-    return h.sum() / loss_positions(h.shape, loss_weight)
+    return h.sum() / loss_positions(h, loss_weight).sum().clamp_min(1)
 
 
-def autoregressive_loss(logits, input_ids, loss_weight=None):
+def autoregressive_loss(logits, input_ids, loss_weight=None, reduction="mean"):
     """Next-token cross-entropy in float32: position i predicts token i + 1; the mean over
-    target positions whose loss_weight (of shape [B, L], aligned with input_ids) is nonzero."""
+    target positions whose loss_weight (of shape [B, L], aligned with input_ids) is nonzero.
+    reduction="none" gives the weighted per-target losses [B, L - 1] instead."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     nll = -log_p.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    if loss_weight is None:
-        return nll.mean()
-    w = loss_weight[:, 1:].to(nll.dtype)
-    return (nll * w).sum() / w.sum().clamp_min(1)
+    w = None if loss_weight is None else loss_weight[:, 1:]
+    if reduction == "none":
+        return nll if w is None else nll * w.to(nll.dtype)
+    return diffusion_objective(nll, w)
 
 
 # ---------------------------------------------------------------------------

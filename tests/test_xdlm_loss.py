@@ -334,11 +334,14 @@ def test_stratified_sampling_lowers_the_variance_of_the_batch_loss():
     assert strat.var() < 0.7 * plain.var()
 
 
-def test_objective_weights_prompt_positions_zero_and_divides_by_batch_times_length():
+def test_objective_divides_by_batch_times_length_or_by_the_answer_tokens():
     h = torch.arange(12.0).reshape(2, 6)
+    assert diffusion_objective(h).item() == pytest.approx((h.sum() / 12).item())  # LLaDA's pretraining
     w = torch.ones(2, 6)
-    w[:, :2] = 0
-    assert diffusion_objective(h, w).item() == pytest.approx((h[:, 2:].sum() / 12).item())
+    w[0, :2] = 0  # prompts of 2 and 4 tokens: 4 + 2 answer tokens
+    w[1, :4] = 0
+    # the paper's code: the summed loss over the batch's answer tokens, B L - sum of prompt lengths
+    assert diffusion_objective(h, w).item() == pytest.approx((h[0, 2:].sum() + h[1, 4:].sum()).item() / (12 - 6))
 
 
 def test_autoregressive_loss_is_next_token_cross_entropy():
