@@ -356,3 +356,6 @@ def test_autoregressive_loss_is_next_token_cross_entropy():
     expected_w = np.mean([-torch.log_softmax(logits[b, i].float(), -1)[ids[b, i + 1]].item()
                           for b in range(2) for i in (2, 3)])
     assert autoregressive_loss(logits, ids, w).item() == pytest.approx(expected_w, rel=1e-6)
+    per_target = autoregressive_loss(logits, ids, w, reduction="none")
+    assert per_target.shape == (2, 4) and (per_target[:, :2] == 0).all()
+    assert per_target.sum().item() / 4 == pytest.approx(expected_w, rel=1e-6)
