@@ -519,7 +519,6 @@ def plot_loss_curve(log_history, path):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     model_args, data_args, xdlm_args, training_args = parse_args(argv)
-    set_wandb_defaults(training_args)
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
@@ -529,6 +528,7 @@ def main(argv=None):
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+    set_wandb_defaults(training_args)
     logger.info(f"process {training_args.process_index}/{training_args.world_size}, device {training_args.device}, "
                 f"bf16 {training_args.bf16}, method {xdlm_args.training_method}"
                 + (f", k {xdlm_args.xdlm_k}" if xdlm_args.training_method == "xdm" else ""))
