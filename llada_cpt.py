@@ -45,8 +45,8 @@ from xdlm_loss import (
     MASK_RATE_EPS,
     autoregressive_loss,
     corrupt,
-    diffusion_objective,
     linear_xdlm_loss,
+    loss_positions,
     sample_mask_rate,
     stratified_mask_rate,
     xdlm_loss,
@@ -171,7 +171,12 @@ class XDLMTrainingArguments(TrainingArguments):
 
 
 class XDLMTrainer(Trainer):
-    """Trainer whose loss is the XDLM / masked diffusion / autoregressive objective."""
+    """Trainer whose loss is the XDLM / masked diffusion / autoregressive objective.
+
+    Normalisation, as the paper's code: a micro-batch's loss is its summed loss over the
+    batch's loss positions, batch x length for unconditional data (LLaDA's pretraining) and the
+    answer tokens (their eos padding included) for conditional data. Validation reports the
+    NELBO (ar: the NLL) per loss position over the whole validation set."""
 
     def __init__(self, *args, xdlm_args, mask_id, **kwargs):
         super().__init__(*args, **kwargs)
@@ -184,20 +189,28 @@ class XDLMTrainer(Trainer):
         # state is saved in every checkpoint and restored on resume.
         self.noise_generator = seeded_generator(self.args.device, self.args.seed, 0, self.args.process_index)
         self._micro_step = (None, 0)  # (optimizer step, micro-batches drawn in it so far)
+        if self.compute_metrics is None:
+            self.compute_metrics = self.per_position_metrics
+        # compute_loss normalises by itself and ignores num_items_in_batch: the Trainer must
+        # divide by the accumulation steps even for a (remote) model whose forward takes **kwargs.
+        self.model_accepts_loss_kwargs = False
 
-    def diffusion_loss(self, model, input_ids, keep, p_mask, generator=None):
+    def diffusion_loss(self, model, input_ids, keep, p_mask, generator=None, per_sample=False):
+        """Sum over positions of weight * h_t (prompt positions weigh 0): a scalar, or per
+        sample [B] (no gradient then: validation)."""
         alpha = 1 - p_mask
         noisy = corrupt(input_ids, alpha, self.k, self.mask_id, self.vocab_size(model), generator=generator, keep=keep)
         weight = None if keep is None else (~keep).float()
         if not self.xdlm_args.fused_loss:
-            logits = model(input_ids=noisy).logits
-            return diffusion_objective(xdlm_loss(logits, noisy, input_ids, alpha, self.k, self.mask_id), weight)
+            h = xdlm_loss(model(input_ids=noisy).logits, noisy, input_ids, alpha, self.k, self.mask_id)
+            h = h if weight is None else h * weight
+            return h.sum(1) if per_sample else h.sum()
         native = native_model(self.accelerator.unwrap_model(model))
         hidden = model(input_ids=noisy, return_hidden=True).last_hidden_state
         if native.config.scale_logits:
             hidden = hidden * (1 / math.sqrt(native.config.d_model))
-        total = linear_xdlm_loss(hidden, native.output_head_weight, noisy, input_ids, alpha, self.k, self.mask_id, weight)
-        return total / noisy.numel()  # the normalisation of diffusion_objective
+        args = (hidden, native.output_head_weight, noisy, input_ids, alpha, self.k, self.mask_id, weight)
+        return linear_xdlm_loss(*args, reduction="none").sum(1) if per_sample else linear_xdlm_loss(*args)
 
     def _save_checkpoint(self, model, trial):
         # The Trainer writes the model, optimizer, RNG states and trainer_state.json, then deletes
@@ -257,42 +270,97 @@ class XDLMTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         input_ids = inputs["input_ids"]
         keep = inputs["prompt_mask"].bool() if "prompt_mask" in inputs else None
-        if self.xdlm_args.training_method == "ar":
+        if not model.training:
+            sums, positions = self.validation_sums(model, input_ids, keep)
+            loss = sums.sum() / positions.sum()
+        elif self.xdlm_args.training_method == "ar":
             weight = None if keep is None else (~keep).float()
             loss = autoregressive_loss(model(input_ids=input_ids).logits, input_ids, weight)
-        elif model.training:
-            p_mask = self.training_mask_rate(input_ids.shape[0], input_ids.device)
-            loss = self.diffusion_loss(model, input_ids, keep, p_mask, generator=self.noise_generator)
         else:
-            # Validation NELBO: the integral over t on a fixed midpoint grid with fixed noise,
-            # so checkpoints are compared on the same estimate with low variance.
-            G = self.xdlm_args.eval_mask_rates
-            losses = []
-            for j in range(G):
-                rate = (1 - MASK_RATE_EPS) * (j + 0.5) / G + MASK_RATE_EPS
-                p_mask = torch.full((input_ids.shape[0],), rate, device=input_ids.device)
-                losses.append(self.diffusion_loss(model, input_ids, keep, p_mask, generator=self._eval_generator))
-            loss = torch.stack(losses).mean()
+            p_mask = self.training_mask_rate(input_ids.shape[0], input_ids.device)
+            weight = None if keep is None else ~keep
+            loss = self.diffusion_loss(model, input_ids, keep, p_mask, generator=self.noise_generator)
+            loss = loss / loss_positions(input_ids, weight).sum()
         return (loss, None) if return_outputs else loss
 
+    def validation_sums(self, model, input_ids, keep):
+        """Per sample [B]: the summed loss and its number of loss positions (answer tokens).
+        Diffusion: the NELBO's integral over t on a fixed midpoint grid with fixed noise, so
+        checkpoints are compared on the same estimate with low variance."""
+        weight = None if keep is None else ~keep
+        if self.xdlm_args.training_method == "ar":
+            nll = autoregressive_loss(model(input_ids=input_ids).logits, input_ids, weight, reduction="none")
+            return nll.sum(1), loss_positions(nll, None if weight is None else weight[:, 1:])
+        G = self.xdlm_args.eval_mask_rates
+        sums = 0
+        for j in range(G):
+            rate = (1 - MASK_RATE_EPS) * (j + 0.5) / G + MASK_RATE_EPS
+            p_mask = torch.full((input_ids.shape[0],), rate, device=input_ids.device)
+            sums = sums + self.diffusion_loss(model, input_ids, keep, p_mask, self._eval_generator, per_sample=True) / G
+        return sums, loss_positions(input_ids, weight)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """The batch's loss, and per sample its summed loss and loss positions, which the Trainer
+        gathers across processes (dropping the padding samples) for per_position_metrics."""
         inputs = self._prepare_inputs(inputs)
+        keep = inputs["prompt_mask"].bool() if "prompt_mask" in inputs else None
         with torch.no_grad():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
+            sums, positions = self.validation_sums(model, inputs["input_ids"], keep)
+        return (sums.sum() / positions.sum()).detach(), sums.detach().float(), positions
+
+    def per_position_metrics(self, prediction):
+        """The validation loss per loss position over the whole set (each position weighs the
+        same, whatever the batch it fell in): the NELBO for diffusion, the NLL for ar."""
+        value = float(prediction.predictions.astype("float64").sum() / prediction.label_ids.astype("float64").sum())
+        if self.xdlm_args.training_method == "ar":
+            return {"nll": value, "ppl": math.exp(min(value, 700))}
+        return {"nelbo": value, "ppl_bound": math.exp(min(value, 700))}
 
     def evaluate(self, *args, **kwargs):
         device = self.args.device
         self._eval_generator = torch.Generator(device=device).manual_seed(self.args.seed)
-        metrics = super().evaluate(*args, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", "eval")
-        loss = metrics.get(f"{prefix}_loss")
-        if loss is not None:
-            name = "nll" if self.xdlm_args.training_method == "ar" else "nelbo"
-            metrics[f"{prefix}_{name}"] = loss
-            metrics[f"{prefix}_ppl_bound" if name == "nelbo" else f"{prefix}_ppl"] = math.exp(min(loss, 700))
-            self.log({f"{prefix}_{name}": loss})
-        return metrics
+        return super().evaluate(*args, **kwargs)
+
+    def get_decay_parameter_names(self, model):
+        """The Trainer's choice minus every parameter of a normalisation layer (whatever its
+        name: LLaDA's final norm is ln_f) and every bias."""
+        exempt = set()
+        for module_name, module in model.named_modules():
+            is_norm = isinstance(module, torch.nn.LayerNorm) or type(module).__name__.lower().endswith("norm")
+            for name, _ in module.named_parameters(recurse=False):
+                if is_norm or name == "bias":
+                    exempt.add(f"{module_name}.{name}" if module_name else name)
+        return [n for n in super().get_decay_parameter_names(model) if n not in exempt]
+
+
+WANDB_DEFAULT_PROJECT = "xdlm-llada"  # the project a run logs to unless WANDB_PROJECT names another
+
+
+def set_wandb_defaults(training_args):
+    """--report_to wandb: runs go to WANDB_PROJECT (default xdlm-llada) under --run_name, their
+    files to WANDB_DIR (default output_dir). Without a login (no WANDB_API_KEY, no netrc entry
+    for the wandb host) and no WANDB_MODE, the run logs offline instead of stopping at a login
+    prompt; `wandb sync` uploads it later. WANDB_MODE=online/offline/disabled decides explicitly."""
+    if "wandb" not in (training_args.report_to or []):
+        return
+    import netrc
+    from urllib.parse import urlparse
+
+    os.environ.setdefault("WANDB_PROJECT", WANDB_DEFAULT_PROJECT)
+    if "WANDB_DIR" not in os.environ:
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        os.environ["WANDB_DIR"] = os.path.abspath(training_args.output_dir)
+    if "WANDB_MODE" in os.environ or os.environ.get("WANDB_API_KEY"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        logged_in = netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        logged_in = False
+    if not logged_in:
+        os.environ["WANDB_MODE"] = "offline"
+        logger.warning(f"no wandb login for {host}: logging offline under {os.environ['WANDB_DIR']}/wandb "
+                       "(upload later with `wandb sync`; set WANDB_MODE=online after `wandb login` to log live)")
 
 
 def seeded_generator(device, *keys):
@@ -702,6 +770,7 @@ def main(argv=None):
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+    set_wandb_defaults(training_args)
     logger.info(f"process {training_args.process_index}/{training_args.world_size}, device {training_args.device}, "
                 f"bf16 {training_args.bf16}, method {xdlm_args.training_method}"
                 + (f", k {xdlm_args.xdlm_k}" if xdlm_args.training_method == "xdm" else ""))

@@ -286,41 +286,59 @@ def xdlm_loss(logits, noisy_ids, clean_ids, alpha_t, k, mask_id):
     return xdlm_terms(log_p, noisy_ids, clean_ids, alpha_t, k)
 
 
+def loss_positions(h, loss_weight=None):
+    """Per sample [B], how many positions of h [B, L] its loss is averaged over: all L without
+    weights (LLaDA's pretraining: batch x length in all), else those of nonzero weight
+    (conditional data: the answer tokens, their padding included, as the paper's code counts)."""
+    if loss_weight is None:
+        return torch.full(h.shape[:1], h.shape[1], dtype=torch.float32, device=h.device)
+    return (loss_weight != 0).sum(1).float()
+
+
 def diffusion_objective(h, loss_weight=None):
-    """The batch loss: sum over positions of loss_weight * h_t (prompt positions weighted 0),
-    divided by batch x length, as LLaDA normalises its masked loss."""
+    """The batch loss: sum over positions of loss_weight * h_t (prompt positions weighted 0)
+    divided by the batch's loss_positions: batch x length for unconditional data, the answer
+    tokens of the whole batch for conditional data (not per sample: a long answer counts more)."""
     if loss_weight is not None:
         h = h * loss_weight.to(h.dtype)
-    return h.sum() / h.numel()
+    return h.sum() / loss_positions(h, loss_weight).sum().clamp_min(1)
 
 
-def autoregressive_loss(logits, input_ids, loss_weight=None):
+def autoregressive_loss(logits, input_ids, loss_weight=None, reduction="mean"):
     """Next-token cross-entropy in float32: position i predicts token i + 1; the mean over
-    target positions whose loss_weight (of shape [B, L], aligned with input_ids) is nonzero."""
+    target positions whose loss_weight (of shape [B, L], aligned with input_ids) is nonzero.
+    reduction="none" gives the weighted per-target losses [B, L - 1] instead."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     nll = -log_p.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    if loss_weight is None:
-        return nll.mean()
-    w = loss_weight[:, 1:].to(nll.dtype)
-    return (nll * w).sum() / w.sum().clamp_min(1)
+    w = None if loss_weight is None else loss_weight[:, 1:]
+    if reduction == "none":
+        return nll if w is None else nll * w.to(nll.dtype)
+    return diffusion_objective(nll, w)
 
 
 # ---------------------------------------------------------------------------
 # Fused output head + loss: never materialises the [B, L, N] logits
 # ---------------------------------------------------------------------------
 
-def _chunk_masked_ce(logits, clean, p_mask, w):
-    """k = 0 on a chunk of masked positions: sum of w (-log p(x)) / p_mask and d/d logits."""
+
+def _chunk_masked_ce(logits, clean, p_mask, w, with_grad):
+    """k = 0 on a chunk of masked positions: w (-log p(x)) / p_mask per row and, with_grad,
+    its gradient wrt the logits [c, N] (overwriting them)."""
     log_p = torch.log_softmax(logits, -1)
     nll = -log_p.gather(-1, clean[:, None]).squeeze(-1)
     scale = w / p_mask
+    if not with_grad:
+        return scale * nll, None
     grad = log_p.exp_().mul_(scale[:, None])  # softmax - onehot(x), times the weight
     grad.scatter_add_(1, clean[:, None], -scale[:, None])
-    return (scale * nll).sum(), grad
+    return scale * nll, grad
 
 
-def _chunk_xdlm(logits, noisy, clean, alpha_t, w, k, mask_id):
-    """k > 0 on a chunk: sum of w h_t and its gradient wrt the logits [c, N] (overwritten).
+def _chunk_xdlm(logits, noisy, clean, alpha_t, w, k, mask_id, with_grad):
+    """k > 0 on a chunk: w h_t per row and, with_grad, its gradient wrt the logits [c, N]
+    (the logits are overwritten either way).
 
     The loss goes through xdlm_from_sums, the formula of the reference path; its four
     per-token inputs are leaves of a small autograd graph, and the vocabulary-wide part
@@ -338,14 +356,15 @@ def _chunk_xdlm(logits, noisy, clean, alpha_t, w, k, mask_id):
     u = logits.mul_((U / Z)[:, None]).scatter_(1, clean[:, None], 0.0)  # u_e = U p(e), e != x
     one_minus_px = u.sum(-1) / U
     S = _SumG.apply(u)
+    if not with_grad:
+        return w * xdlm_from_sums(p_x, p_z, one_minus_px, S, at_x, alpha, beta, log_U, k, N), None
     t = torch.add(u, 1)
     t = torch.div(u, t, out=t)  # g'(u) = u / (1 + u), in one buffer
     R = (t * u).sum(-1)  # sum_{e != x} u_e g'(u_e) = U sum_{e != x} p(e) g'(u_e)
     with torch.enable_grad():
         leaves = [x.detach().requires_grad_() for x in (p_x, p_z, one_minus_px, S)]
-        h = xdlm_from_sums(*leaves, at_x, alpha, beta, log_U, k, N)
-        loss = (w * h).sum()
-        a_x, a_z, a_Q, a_S = torch.autograd.grad(loss, leaves)
+        loss = w * xdlm_from_sums(*leaves, at_x, alpha, beta, log_U, k, N)
+        a_x, a_z, a_Q, a_S = torch.autograd.grad(loss.sum(), leaves)
     a_z = torch.where(z_real, a_z, torch.zeros_like(a_z))  # p(m) = 0 is a constant
     G_x = a_x + torch.where(at_x, a_z, torch.zeros_like(a_z))
     G_mean = a_S * R + a_Q * one_minus_px + p_x * G_x + p_z * a_z
@@ -357,10 +376,33 @@ def _chunk_xdlm(logits, noisy, clean, alpha_t, w, k, mask_id):
     return loss.detach(), grad
 
 
+def _fused_chunks(hidden, weight, noisy, clean, alpha_tok, loss_weight, k, mask_id, chunk_size, with_grad):
+    """Over chunks of the positions that carry loss, yields (their rows, their hidden states
+    [c, d], w h_t [c], and with_grad the gradient wrt their logits [c, N], else None). Each
+    chunk's logits [c, N] are the only vocabulary-wide tensor alive."""
+    compute = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    # Positions that carry no loss are skipped: weight 0 (prompts) and, at k = 0, unmasked ones.
+    carries = loss_weight != 0
+    if k == 0:
+        carries &= noisy == mask_id
+    for idx in carries.nonzero().squeeze(1).split(chunk_size):
+        h = hidden.index_select(0, idx)
+        logits = (h @ weight.t()).to(compute)
+        logits[:, mask_id] = float("-inf")
+        w = loss_weight[idx].to(compute)
+        if k == 0:
+            loss, grad = _chunk_masked_ce(logits, clean[idx], 1 - alpha_tok[idx].to(compute), w, with_grad)
+        else:
+            loss, grad = _chunk_xdlm(logits, noisy[idx], clean[idx], alpha_tok[idx], w, k, mask_id, with_grad)
+        yield idx, h, loss, grad
+
+
 class _LinearXDLM(torch.autograd.Function):
     """sum_t w_t h_t from hidden [T, d] and the head [N, d], chunk by chunk over tokens. The
     gradients are computed during the forward pass (each chunk's logits live only there)
-    into the hidden and weight gradient tensors that the caller needs anyway."""
+    into the hidden and weight gradient tensors that the caller needs anyway. Only used when
+    a gradient is needed (linear_xdlm_loss checks): under no_grad, needs_input_grad still
+    says True for inputs that require grad."""
 
     @staticmethod
     def forward(ctx, hidden, weight, noisy, clean, alpha_tok, loss_weight, k, mask_id, chunk_size):
@@ -368,28 +410,16 @@ class _LinearXDLM(torch.autograd.Function):
         grad_hidden = torch.zeros_like(hidden) if need_h else None
         grad_weight = torch.zeros_like(weight) if need_w else None
         compute = torch.float64 if hidden.dtype == torch.float64 else torch.float32
-        # Positions that carry no loss are skipped: weight 0 (prompts) and, at k = 0, unmasked ones.
-        carries = loss_weight != 0
-        if k == 0:
-            carries &= noisy == mask_id
-        rows = carries.nonzero().squeeze(1)
         total = torch.zeros((), dtype=compute, device=hidden.device)
-        for idx in rows.split(chunk_size):
-            h = hidden.index_select(0, idx)
-            logits = (h @ weight.t()).to(compute)
-            logits[:, mask_id] = float("-inf")
-            w = loss_weight[idx].to(compute)
-            if k == 0:
-                loss, grad = _chunk_masked_ce(logits, clean[idx], 1 - alpha_tok[idx].to(compute), w)
-            else:
-                loss, grad = _chunk_xdlm(logits, noisy[idx], clean[idx], alpha_tok[idx], w, k, mask_id)
-            total += loss
+        for idx, h, loss, grad in _fused_chunks(hidden, weight, noisy, clean, alpha_tok, loss_weight, k, mask_id,
+                                                chunk_size, with_grad=True):
+            total += loss.sum()
             grad = grad.to(hidden.dtype)
             if need_h:
                 grad_hidden.index_copy_(0, idx, grad @ weight)
             if need_w:
                 grad_weight.addmm_(grad.t(), h)
-            del logits, grad
+            del grad
         ctx.save_for_backward(grad_hidden, grad_weight)
         return total
 
@@ -405,13 +435,16 @@ class _LinearXDLM(torch.autograd.Function):
 
 
 def linear_xdlm_loss(hidden, lm_head_weight, noisy_ids, clean_ids, alpha_t, k, mask_id, loss_weight=None,
-                     chunk_size=None):
+                     chunk_size=None, reduction="sum"):
     """sum over positions of loss_weight * h_t (weight 1 where not given), from the final hidden
     states [B, L, d] and the output head [N, d], without materialising the [B, L, N] logits.
 
     Equal to xdlm_loss(hidden @ lm_head_weight.T, ...) weighted and summed, in float32 (float64
     for float64 inputs); the logits are formed chunk_size tokens at a time (default: 1/32 of
     the tokens, at least 16). k = 0 costs a masked cross-entropy on the masked positions only.
+    When no gradient is needed (torch.no_grad, or no input requires one) only the loss is
+    computed: no gradient buffers, no gradient matmuls. reduction="none" returns the weighted
+    per-token losses [B, L] instead of their sum (no gradient then: evaluation only).
     """
     k = _check_k(k)
     if hidden.dim() != 3 or lm_head_weight.dim() != 2 or hidden.shape[-1] != lm_head_weight.shape[-1]:
@@ -422,6 +455,11 @@ def linear_xdlm_loss(hidden, lm_head_weight, noisy_ids, clean_ids, alpha_t, k, m
     mask_id = _check_loss_inputs((B, L), N, noisy_ids, clean_ids, alpha_t, mask_id, "hidden", loss_weight)
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or lm_head_weight.requires_grad)
+    if reduction not in ("sum", "none"):
+        raise ValueError(f"reduction must be 'sum' or 'none', got {reduction!r}")
+    if reduction == "none" and needs_grad:
+        raise ValueError("reduction='none' gives per-token losses without gradients: call it under torch.no_grad()")
     T = B * L
     chunk_size = chunk_size or max(16, -(-T // 32))
     if torch.is_autocast_enabled(hidden.device.type):  # what F.linear would compute in under autocast
@@ -430,6 +468,13 @@ def linear_xdlm_loss(hidden, lm_head_weight, noisy_ids, clean_ids, alpha_t, k, m
     elif hidden.dtype != lm_head_weight.dtype:
         raise ValueError(f"hidden ({hidden.dtype}) and lm_head_weight ({lm_head_weight.dtype}) must share a dtype")
     weight = torch.ones(B, L, device=hidden.device) if loss_weight is None else loss_weight
+    args = (hidden.reshape(T, d), lm_head_weight, noisy_ids.reshape(T), clean_ids.reshape(T),
+            alpha_t[:, None].expand(B, L).reshape(T), weight.reshape(T), k, mask_id, chunk_size)
     with torch.autocast(hidden.device.type, enabled=False):
-        return _LinearXDLM.apply(hidden.reshape(T, d), lm_head_weight, noisy_ids.reshape(T), clean_ids.reshape(T),
-                                 alpha_t[:, None].expand(B, L).reshape(T), weight.reshape(T), k, mask_id, chunk_size)
+        if needs_grad:
+            return _LinearXDLM.apply(*args)
+        compute = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+        per_token = torch.zeros(T, dtype=compute, device=hidden.device)
+        for idx, _, loss, _ in _fused_chunks(*args, with_grad=False):
+            per_token.index_copy_(0, idx, loss)
+        return per_token.view(B, L) if reduction == "none" else per_token.sum()

@@ -1,5 +1,7 @@
 """Largest micro-batch that fits, with and without the fused loss, for a ~1B-parameter
 LLaDA configuration (GPU): doubles the batch until forward + backward runs out of memory.
+First checks that both paths give the same loss on the same batch and noise (exit status 1
+if they disagree beyond the dtype's tolerance).
 
 usage: python scripts/bench_microbatch.py [--L 4096] [--k 0.1] [--gradient_checkpointing]
        python scripts/bench_microbatch.py --tiny --device cpu --max_batch 4   (a smoke run)
@@ -21,11 +23,17 @@ TINY = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128
             embedding_size=4096, max_sequence_length=256, mask_token_id=4000)
 
 
-def step(model, batch, L, k, fused, device):
+# Relative loss difference allowed between the two paths (the bf16 one as bench_loss.py's).
+TOLERANCE = {"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-2}
+
+
+def step(model, batch, L, k, fused, device, seed=0):
+    """One forward + backward of a random batch (fixed by seed); returns the loss."""
     cfg = model.config
-    ids = torch.randint(0, cfg.mask_token_id, (batch, L), device=device)
-    alpha = 1 - sample_mask_rate(batch, stratified=True, device=device)
-    noisy = corrupt(ids, alpha, k, cfg.mask_token_id, cfg.embedding_size)
+    g = torch.Generator(device=device).manual_seed(seed)
+    ids = torch.randint(0, cfg.mask_token_id, (batch, L), device=device, generator=g)
+    alpha = 1 - sample_mask_rate(batch, stratified=True, device=device, generator=g)
+    noisy = corrupt(ids, alpha, k, cfg.mask_token_id, cfg.embedding_size, generator=g)
     if fused:
         loss = linear_xdlm_loss(model.final_hidden(noisy), model.output_head_weight, noisy, ids, alpha, k,
                                 cfg.mask_token_id) / noisy.numel()
@@ -33,6 +41,7 @@ def step(model, batch, L, k, fused, device):
         loss = xdlm_loss(model(noisy).logits, noisy, ids, alpha, k, cfg.mask_token_id).mean()
     loss.backward()
     model.zero_grad(set_to_none=True)
+    return loss.item()
 
 
 def largest_batch(model, L, k, fused, device, max_batch):
@@ -57,7 +66,7 @@ def main():
     ap.add_argument("--L", type=int, default=None, help="sequence length (default: the model maximum)")
     ap.add_argument("--k", type=float, default=0.1)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--dtype", default="bfloat16", choices=sorted(TOLERANCE))
     ap.add_argument("--max_batch", type=int, default=1024)
     ap.add_argument("--gradient_checkpointing", action="store_true")
     ap.add_argument("--tiny", action="store_true", help="a tiny configuration instead of ~1B (for a smoke run)")
@@ -71,6 +80,12 @@ def main():
     n = sum(p.numel() for p in model.parameters())
     print(f"{n / 1e9:.2f}B parameters, L={L}, {args.dtype}, k={args.k}, gradient checkpointing "
           f"{'on' if args.gradient_checkpointing else 'off'}, device {args.device}")
+    reference, fused = (step(model, 1, L, args.k, f, args.device) for f in (False, True))
+    difference = abs(fused / reference - 1)
+    print(f"loss at micro-batch 1, same batch and noise: reference {reference:.6g}, fused {fused:.6g}, "
+          f"relative difference {difference:.1e} (tolerance {TOLERANCE[args.dtype]:g})")
+    if not difference <= TOLERANCE[args.dtype]:
+        sys.exit("the fused and reference losses disagree")
     results = {}
     for fused in (False, True):
         results[fused] = largest_batch(model, L, args.k, fused, args.device, args.max_batch)

@@ -146,9 +146,51 @@ def test_grouped_query_attention_equals_repeated_kv_heads():
 
 
 def test_weight_tying_uses_the_embedding_as_head():
-    model = tiny_model(weight_tying=True)
-    assert "model.transformer.ff_out.weight" not in model.state_dict()
-    assert model.output_head_weight is model.model.transformer.wte.weight
+    """One [N, d] parameter serves as embedding and head: the head's gradient lands in it (rows
+    of tokens absent from the input get a gradient only through the head), and changing it
+    changes the head."""
+    tied, untied = tiny_model(weight_tying=True), tiny_model()
+    assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in tied.parameters()) == 128 * 64
+    assert "model.transformer.ff_out.weight" not in tied.state_dict()
+    ids = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(0))  # tokens 50.. never appear
+    for model in (tied, untied):
+        torch.log_softmax(model(ids).logits, -1)[..., 3].mean().backward()
+    wte = tied.model.transformer.wte.weight
+    assert wte.grad[60:].abs().sum(1).min() > 0  # every absent token's row: the head's gradient
+    assert untied.model.transformer.wte.weight.grad[60:].abs().max() == 0  # untied: only the head gets it
+    assert untied.model.transformer.ff_out.weight.grad[60:].abs().sum(1).min() > 0
+    with torch.no_grad():
+        before = tied(ids).logits
+        wte[70] += 1.0  # a row no input token uses: only the head sees the change
+        after = tied(ids).logits
+    assert (after[..., 70] - before[..., 70]).abs().min() > 0
+    torch.testing.assert_close(after[..., :70], before[..., :70])
+
+
+def test_causal_training_model_never_sees_later_tokens():
+    """The model the trainer builds for --training_method ar attends causally in a plain call
+    (as the trainer makes it): changing a later token leaves earlier logits unchanged. The
+    diffusion methods' model stays bidirectional."""
+    from types import SimpleNamespace
+
+    import llada_cpt
+
+    model_args = SimpleNamespace(torch_dtype=None, model_name_or_path=None, with_lora=False, trust_remote_code=False)
+    training_args = SimpleNamespace(deepspeed=None, bf16=False, fp16=False)
+    ids = torch.randint(0, 100, (1, 12), generator=torch.Generator().manual_seed(1))
+    changed = ids.clone()
+    changed[0, 9] = (changed[0, 9] + 1) % 100
+    for method in ("ar", "xdm"):
+        torch.manual_seed(0)
+        model = llada_cpt.load_model(model_args, tiny_model().config, method, training_args).eval()
+        with torch.no_grad():
+            a, b = model(input_ids=ids).logits, model(input_ids=changed).logits
+        earlier_moved = (a[0, :9] - b[0, :9]).abs().max().item()
+        if method == "ar":
+            assert earlier_moved == 0
+            assert (a[0, 9:] - b[0, 9:]).abs().max() > 1e-4
+        else:
+            assert earlier_moved > 1e-4
 
 
 def test_save_and_reload_gives_identical_logits(tmp_path):

@@ -10,7 +10,6 @@ from xdlm_loss import (
     autoregressive_loss,
     corrupt,
     diffusion_objective,
-    masked_diffusion_loss,
     sample_mask_rate,
     xdlm_loss,
 )
@@ -57,10 +56,15 @@ def _probs(logits, m):
 
 
 # A replaced token has probability 0 at k = 0 (infinite KL): no such case there.
-@pytest.mark.parametrize("k, state", [(k, s) for k in [0.0, 0.1, 0.5, 0.9, 1.0]
-                                      for s in ["kept", "masked", "replaced"] if (k, s) != (0.0, "replaced")])
-def test_matches_brute_force_kl(k, state):
-    rng = np.random.default_rng(hash((k, state)) % 2**32)
+@pytest.mark.parametrize("k, state, seed", [
+    (0.0, "kept", 100), (0.0, "masked", 101),
+    (0.1, "kept", 102), (0.1, "masked", 103), (0.1, "replaced", 104),
+    (0.5, "kept", 105), (0.5, "masked", 106), (0.5, "replaced", 107),
+    (0.9, "kept", 108), (0.9, "masked", 109), (0.9, "replaced", 110),
+    (1.0, "kept", 111), (1.0, "masked", 112), (1.0, "replaced", 113),
+])
+def test_matches_brute_force_kl(k, state, seed):
+    rng = np.random.default_rng(seed)
     for _ in range(6):
         logits = rng.normal(size=(1, 1, N_TINY)) * 2
         x = int(rng.integers(0, M_TINY))
@@ -177,6 +181,16 @@ def _direct_float64(logits, z, x, alpha, k, m):
     return w * (N * ((z == x).double() - pz) / A - torch.log(A_star / A) / a + torch.log(B_star / B) + k * b / a * P)
 
 
+def _masked_cross_entropy_float64(logits, z, x, p_mask, m):
+    """LLaDA's masked loss written out in float64: -log p(x) from a log-sum-exp that leaves out
+    the mask logit, divided by p_mask on masked positions, 0 elsewhere."""
+    lg = logits.double()
+    keep = torch.ones(lg.shape[-1], dtype=torch.bool)
+    keep[m] = False
+    nll = torch.logsumexp(lg[..., keep], -1) - lg.gather(-1, x[..., None]).squeeze(-1)
+    return torch.where(z == m, nll / p_mask[:, None], torch.zeros_like(nll))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_float32_accuracy_at_lladas_vocabulary(dtype):
     """float32 / bf16 logits at N = 126464, alpha_t from 1e-6 to 1 - 1e-3: finite and within
@@ -196,7 +210,7 @@ def test_float32_accuracy_at_lladas_vocabulary(dtype):
             h = xdlm_loss(logits, z, x, alphas, k, LLADA_M)
             assert h.dtype == torch.float32 and torch.isfinite(h).all(), (k, scale)
             ref = _direct_float64(logits.float(), z, x, alphas.double(), k, LLADA_M) if k > 0 else \
-                masked_diffusion_loss(logits.double(), z, x, 1 - alphas.double(), LLADA_M)
+                _masked_cross_entropy_float64(logits, z, x, 1 - alphas.double(), LLADA_M)
             torch.testing.assert_close(h.double(), ref, rtol=1e-3, atol=1e-6, msg=f"k={k} scale={scale}")
 
 
@@ -320,11 +334,14 @@ def test_stratified_sampling_lowers_the_variance_of_the_batch_loss():
     assert strat.var() < 0.7 * plain.var()
 
 
-def test_objective_weights_prompt_positions_zero_and_divides_by_batch_times_length():
+def test_objective_divides_by_batch_times_length_or_by_the_answer_tokens():
     h = torch.arange(12.0).reshape(2, 6)
+    assert diffusion_objective(h).item() == pytest.approx((h.sum() / 12).item())  # LLaDA's pretraining
     w = torch.ones(2, 6)
-    w[:, :2] = 0
-    assert diffusion_objective(h, w).item() == pytest.approx((h[:, 2:].sum() / 12).item())
+    w[0, :2] = 0  # prompts of 2 and 4 tokens: 4 + 2 answer tokens
+    w[1, :4] = 0
+    # the paper's code: the summed loss over the batch's answer tokens, B L - sum of prompt lengths
+    assert diffusion_objective(h, w).item() == pytest.approx((h[0, 2:].sum() + h[1, 4:].sum()).item() / (12 - 6))
 
 
 def test_autoregressive_loss_is_next_token_cross_entropy():
@@ -339,3 +356,6 @@ def test_autoregressive_loss_is_next_token_cross_entropy():
     expected_w = np.mean([-torch.log_softmax(logits[b, i].float(), -1)[ids[b, i + 1]].item()
                           for b in range(2) for i in (2, 3)])
     assert autoregressive_loss(logits, ids, w).item() == pytest.approx(expected_w, rel=1e-6)
+    per_target = autoregressive_loss(logits, ids, w, reduction="none")
+    assert per_target.shape == (2, 4) and (per_target[:, :2] == 0).all()
+    assert per_target.sum().item() / 4 == pytest.approx(expected_w, rel=1e-6)
