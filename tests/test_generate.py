@@ -296,3 +296,14 @@ def test_command_line_prints_a_completion(llada_dir):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() and "sampling" in proc.stderr  # the completion, and a progress bar
+
+
+def test_bench_sampler_runs_with_the_threads_it_is_given():
+    args = ["--repeats", "1", "--batch", "1", "--prompt", "4", "--gen_length", "16", "--block_length", "16", "--steps", "4"]
+    proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "1"], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(1 threads, 1 repeats)" in proc.stdout and "generate k=0.1: time / forwards" in proc.stdout
+    proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "0"], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode != 0 and "--threads must be a positive integer, got 0" in proc.stderr
