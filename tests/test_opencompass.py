@@ -20,7 +20,7 @@ CKPTS = dict(LLADA_BASE="/models/base", MDM_CKPT="/models/mdm", XDLM_CKPT="/mode
 def load(name, monkeypatch, **env):
     from mmengine.config import Config
 
-    for var in ("EVAL_ROWS", "EVAL_STEPS", "MDM_CKPT", "XDLM_CKPT", "EVAL_BATCH_SIZE"):
+    for var in ("EVAL_ROWS", "EVAL_STEPS", "LLADA_BASE", "MDM_CKPT", "XDLM_CKPT", "EVAL_BATCH_SIZE"):
         monkeypatch.delenv(var, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
