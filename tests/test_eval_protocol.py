@@ -146,16 +146,17 @@ def test_mbpp_scores_quoted_reference_code_with_plain_asserts(data_root):
     assert score(cfg, ds, wrong, data_root / "wrong")["score"] == 0
 
 
-def test_mbpp_plain_asserts_differ_from_opencompass_054_only_where_the_paper_says():
-    """The paper's (0.4.2) scoring passes 4.0 == 4 and unquotes the answer; 0.5.4's does neither."""
+@pytest.mark.parametrize("case", ["quoted answer", "float for int"])
+def test_mbpp_scoring_differs_from_opencompass_054_on_quotes_and_types(case):
+    """The paper's (0.4.2) scoring unquotes the answer and passes 4.0 == 4; 0.5.4's does neither."""
     from opencompass.datasets import MBPPEvaluator
 
     import opencompass_llada
 
-    quoted = [f" '{MBPP[0][1]}' \n"] * 2
-    tests = ["\n".join(MBPP[0][2])] * 2
-    assert opencompass_llada.MBPPPlainEvaluator().score(quoted, tests)["score"] == 100
-    assert MBPPEvaluator().score(quoted, tests)["score"] == 0
+    _, code, tests = MBPP[1] if case == "quoted answer" else MBPP[0]
+    pred = f" '{code}' \n" if case == "quoted answer" else code + "\n"
+    assert opencompass_llada.MBPPPlainEvaluator().score([pred], ["\n".join(tests)])["score"] == 100
+    assert MBPPEvaluator().score([pred], ["\n".join(tests)])["score"] == 0
 
 
 def test_bbh_multiple_choice_and_free_form_read_the_first_answer_is(data_root):
