@@ -4,9 +4,15 @@
   k = 0   LLaDA's sampler: semi-autoregressive blocks; in each block an even per-step
           schedule of how many masked tokens to reveal; the most confident ("low_confidence"
           remasking) or random positions are revealed; optional Gumbel temperature.
-  k > 0   the XDLM sampler: the same, plus re-editing of already decoded tokens whose
-          prediction changed, within a cumulative budget of floor(k/(1-k) x tokens revealed
-          so far) that carries over when unused. Tokens never return to the mask.
+  k > 0   the XDLM sampler, as the paper's: the same, plus re-editing of already decoded tokens
+          whose prediction changed. Within each block the cumulative number of re-edits allowed
+          after step i is floor(k/(1-k) x tokens revealed in the block through step i), none at
+          the block's first step (`edit_budgets`); unused budget carries to the block's next
+          steps, and every block starts afresh. A re-edited token takes the predicted value (the
+          Gumbel sample at temperature > 0). Tokens never return to the mask.
+          Deviations from the paper's sampler, kept on purpose: prompt and padding positions are
+          never edited (the paper's also re-edits prompt tokens), the mask token is never
+          predicted, and confidences are computed in float32.
   sampler="ancestral": the exact XDLM posterior step p(z_s | z_t) (xdlm_loss.reverse_posterior).
 
 Prompts may be left-padded (attention_mask); prompt and padding positions are never edited.
@@ -29,6 +35,18 @@ def transfer_schedule(n_tokens, steps):
     going to the first steps (LLaDA's schedule)."""
     base, extra = divmod(n_tokens, steps)
     return [base + (i < extra) for i in range(steps)]
+
+
+def edit_budgets(schedule, k):
+    """Cumulative re-edits allowed in a block after each of its steps, for the per-step reveal
+    counts `schedule`: floor(k/(1-k) x tokens revealed in the block through that step), and none
+    at the block's first step (the paper's XDLM budget). All zeros at k = 0."""
+    budgets, revealed = [], 0
+    for i, n in enumerate(schedule):
+        revealed += n
+        # + 1e-9: k/(1-k) x revealed is often an integer that floats land just below (0.1 x 9 / 0.9)
+        budgets.append(math.floor(k * revealed / (1 - k) + 1e-9) if i > 0 and k > 0 else 0)
+    return budgets
 
 
 def add_gumbel_noise(logits, temperature):
@@ -114,6 +132,7 @@ class _Scorer:
         return logits.float()
 
     def __call__(self, x, positions):
+        """logits [B, M, N] (float32, p(mask) = 0), log-normaliser, predicted token and its logit."""
         logits = self.logits(x, positions)
         top_logit, top = logits.max(-1)
         shifted = torch.sub(logits, top_logit[..., None], out=self._buffer("exp", logits.shape, logits))
@@ -123,7 +142,7 @@ class _Scorer:
         else:
             pred = add_gumbel_noise(logits, self.temperature).argmax(-1)
             pred_logit = logits.gather(-1, pred[..., None]).squeeze(-1)
-        return logits, top, top_logit, log_z, pred, pred_logit
+        return logits, log_z, pred, pred_logit
 
 
 @torch.no_grad()
@@ -152,42 +171,43 @@ def generate(model, prompt_ids, attention_mask=None, steps=32, gen_length=256, b
 
 def _confidence(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, remasking, bar):
     B, device = x.shape[0], x.device
-    revealed = 0  # tokens revealed so far: the same in every row, so budgets need no host sync
-    edits_used = torch.zeros(B, dtype=torch.long, device=device)
+    schedule = transfer_schedule(block_length, steps_per_block)
+    budgets = edit_budgets(schedule, k)  # the same for every block and row: no host sync needed
     for b in range(blocks):
         lo, hi = P + b * block_length, P + (b + 1) * block_length
         still_masked = block_length
-        for n_reveal in transfer_schedule(block_length, steps_per_block):
-            budget = math.floor(k * revealed / (1 - k) + 1e-9) if k > 0 else 0
+        edits_used = torch.zeros(B, dtype=torch.long, device=device)  # every block starts afresh
+        for n_reveal, budget in zip(schedule, budgets):
             if budget == 0:
                 # Only the block's masked positions matter; every row has the same number left.
                 rows = (x[:, lo:hi] == mask_id).to(torch.int8).topk(still_masked, -1).indices + lo
                 eligible = None
             else:
-                # Re-editing looks at every generated position up to the current block.
+                # Re-editing looks at every generated position up to the current block (never
+                # the prompt or its padding).
                 rows = torch.arange(P, hi, device=device).expand(B, -1)
                 tokens = x[:, P:hi]
                 eligible = (tokens == mask_id) & (rows >= lo)
-            logits, top, top_logit, log_z, pred, pred_logit = scorer(x, rows)
+            logits, log_z, pred, pred_logit = scorer(x, rows)
+            log_p_pred = pred_logit - log_z
             if remasking == "low_confidence":
-                conf = pred_logit - log_z  # log p(pred)
+                conf = log_p_pred
             else:
                 conf = torch.rand(pred.shape, device=device)
             if eligible is not None:
                 conf = conf.masked_fill(~eligible, -torch.inf)
-                # Decoded tokens whose argmax differs and is at least as likely as the token take
-                # the argmax, most confident first, within the budget left; never the mask.
+                # Decoded tokens whose prediction differs and is at least as likely as the token
+                # take the prediction, most likely first, within the budget left.
                 cur_logit = logits.gather(-1, tokens[..., None]).squeeze(-1)
-                cand = (tokens != mask_id) & (top != tokens) & (top_logit >= cur_logit)
-                order = torch.where(cand, top_logit - log_z, -torch.inf).argsort(-1, descending=True)
+                cand = (tokens != mask_id) & (pred != tokens) & (pred_logit >= cur_logit)
+                order = torch.where(cand, log_p_pred, -torch.inf).argsort(-1, descending=True)
                 rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
                 edit = cand & (rank < (budget - edits_used)[:, None])
                 edits_used += edit.sum(-1)
             chosen = conf.topk(n_reveal, dim=-1).indices
             if eligible is not None:  # edits touch decoded positions only: disjoint from the reveal
-                x[:, P:hi] = torch.where(edit, top, tokens)
+                x[:, P:hi] = torch.where(edit, pred, tokens)
             x.scatter_(1, rows.gather(1, chosen), pred.gather(1, chosen))
-            revealed += n_reveal
             still_masked -= n_reveal
             bar.update(1)
     return x
@@ -250,11 +270,9 @@ def main():
 
 
 def decode_completion(tokenizer, ids):
-    """Text of the generated ids up to the first eos (the rest is eos padding)."""
-    ids = ids.tolist()
-    if tokenizer.eos_token_id in ids:
-        ids = ids[:ids.index(tokenizer.eos_token_id)]
-    return tokenizer.decode(ids, skip_special_tokens=True)
+    """Text of all the generated ids with special tokens (eos padding among them) skipped, as the
+    paper's evaluation decodes: text the model wrote after an eos is kept."""
+    return tokenizer.decode(ids.tolist(), skip_special_tokens=True)
 
 
 if __name__ == "__main__":

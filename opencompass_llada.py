@@ -1,16 +1,21 @@
-"""OpenCompass model wrapper for LLaDA-class diffusion models (unforked `opencompass`).
+"""OpenCompass model wrapper for LLaDA-class diffusion models (unforked `opencompass`), and the
+answer extraction / scoring of the paper's evaluation where OpenCompass 0.5.4 differs from it.
 
-Configs name it by its dotted path, `type="opencompass_llada.DiffusionLM"`, with this
-repository on PYTHONPATH (scripts/eval_opencompass.sh sets it). Each batch OpenCompass
-hands over is generated in one call of `generate.generate` (left-padded prompts), with
-the sampling settings of the config.
+Configs name everything here by its dotted path (`type="opencompass_llada.DiffusionLM"`,
+`type="opencompass_llada.gsm8k_first_answer"`, ...), with this repository on PYTHONPATH
+(scripts/eval_opencompass.sh sets it). Each batch OpenCompass hands over is generated in one
+call of `generate.generate` (left-padded prompts), with the sampling settings of the config.
 """
+import re
+import warnings
 from typing import List, Optional
 
 import torch
 import transformers
+from opencompass.datasets import MBPPEvaluator
 from opencompass.models.base import BaseModel
-from opencompass.registry import MODELS, TEXT_POSTPROCESSORS
+from opencompass.openicl.icl_evaluator import BaseEvaluator
+from opencompass.registry import MODELS
 
 import modeling_llada  # noqa: F401  (native LLaDA model for model_type "llada")
 from generate import SAMPLERS, decode_completion, generate
@@ -20,15 +25,15 @@ from generate import SAMPLERS, decode_completion, generate
 class DiffusionLM(BaseModel):
     """A diffusion LM checkpoint generating `gen_length` tokens in `steps` steps.
 
-    k = 0 is LLaDA's sampler, k > 0 the XDLM sampler (re-editing budget k/(1-k)).
-    Completions are cut at the first eos and at the dataset's stop words; a stop word in
-    `keep_stop_words` stays in the text (MBPP's scorer needs its "[DONE]").
+    k = 0 is LLaDA's sampler, k > 0 the XDLM sampler (re-editing budget k/(1-k)). As the
+    paper's evaluation does, the whole generation is decoded with special tokens skipped (text
+    after an eos is kept), then cut before the first of the dataset's stop words.
     """
 
     def __init__(self, path: str, tokenizer_path: Optional[str] = None, max_seq_len: int = 4096,
                  steps: int = 32, gen_length: int = 256, block_length: int = 256, k: float = 0.0,
                  temperature: float = 0.0, remasking: str = "low_confidence", sampler: str = "confidence",
-                 dtype: Optional[str] = None, keep_stop_words=("[DONE]",), meta_template: Optional[dict] = None,
+                 dtype: Optional[str] = None, meta_template: Optional[dict] = None,
                  generation_kwargs: Optional[dict] = None):
         if generation_kwargs:
             raise ValueError(f"generation_kwargs {generation_kwargs} are not used: set steps, gen_length, block_length, "
@@ -40,7 +45,7 @@ class DiffusionLM(BaseModel):
         super().__init__(path=path, max_seq_len=max_seq_len, meta_template=meta_template)
         self.settings = dict(steps=steps, gen_length=gen_length, block_length=block_length, k=k,
                              temperature=temperature, remasking=remasking, sampler=sampler)
-        self.keep_stop_words = tuple(keep_stop_words)
+        self.warned_max_out_len = False
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = getattr(torch, dtype or ("bfloat16" if self.device == "cuda" else "float32"))
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path or path)
@@ -53,26 +58,94 @@ class DiffusionLM(BaseModel):
         return len(self.tokenizer(prompt)["input_ids"])
 
     def generate(self, inputs: List[str], max_out_len: int, stopping_criteria: List[str] = ()) -> List[str]:
+        gen_length = self.settings["gen_length"]
+        if max_out_len > gen_length and not self.warned_max_out_len:
+            # The sampler writes exactly gen_length tokens (the paper's protocol): say so once.
+            warnings.warn(f"max_out_len ({max_out_len}) exceeds the model's gen_length ({gen_length}): "
+                          f"completions have {gen_length} tokens")
+            self.warned_max_out_len = True
         enc = self.tokenizer(inputs, return_tensors="pt", padding=True)
         # prompt + completion must fit the model: keep the end of over-long prompts
-        keep = self.max_seq_len - self.settings["gen_length"]
+        keep = self.max_seq_len - gen_length
         ids, mask = enc["input_ids"][:, -keep:].to(self.device), enc["attention_mask"][:, -keep:].to(self.device)
         out = generate(self.model, ids, attention_mask=mask, **self.settings)
-        texts = []
-        for row in out[:, ids.shape[1]:]:
-            text = decode_completion(self.tokenizer, row[:max_out_len])
-            for stop in stopping_criteria:
-                at = text.find(stop)
-                if at >= 0:
-                    text = text[:at + len(stop)] if stop in self.keep_stop_words else text[:at]
-            texts.append(text)
-        return texts
+        return [cut_at_stop_words(decode_completion(self.tokenizer, row[:max_out_len]), stopping_criteria)
+                for row in out[:, ids.shape[1]:]]
 
 
-@TEXT_POSTPROCESSORS.register_module("first_line")
+def cut_at_stop_words(text: str, stop_words) -> str:
+    """The text before the first occurrence of any stop word (the stop word is dropped)."""
+    for stop in stop_words:
+        at = text.find(stop)
+        if at >= 0:
+            text = text[:at]
+    return text
+
+
 def first_line(text: str) -> str:
     """The first non-empty line, stripped (next-line completion tasks)."""
     for line in text.splitlines():
         if line.strip():
             return line.strip()
     return ""
+
+
+def gsm8k_first_answer(text: str) -> str:
+    """GSM8K answer as the paper's evaluation reads it: the number after the first "The answer
+    is" (any case); failing that, the last number before any "Question:"; else "NULL".
+    (OpenCompass 0.5.4's gsm8k_postprocess takes the last number of the whole text.)"""
+    found = re.search(r"The answer is[:\s]*(-?\d+(?:\.\d+)?)", text, re.IGNORECASE)
+    if found:
+        return found.group(1)
+    numbers = re.findall(r"-?\d+\.\d+|-?\d+", text.split("Question:")[0])
+    return numbers[-1] if numbers else "NULL"
+
+
+def bbh_first_answer(text: str) -> str:
+    """BBH free-form answer as OpenCompass 0.4.2 (the paper's) reads it: the first line after the
+    first "answer is ", without a final period; a **bold** part if any. (0.5.4 takes the last
+    "answer is", which, with no stop word, is usually in a made-up follow-on question.)"""
+    parts = text.split("answer is ")
+    if len(parts) > 1:
+        text = parts[1].strip()
+    text = text.split("\n")[0].strip()
+    if text.endswith("."):
+        text = text[:-1].strip()
+    bold = re.search(r"\*\*(.*?)\*\*", text)
+    return bold.group(1) if bold else text
+
+
+class BBHFirstAnswerEvaluator(BaseEvaluator):
+    """BBH free-form scoring of OpenCompass 0.4.2: exact match of `bbh_first_answer` of the
+    prediction with the raw target (0.5.4 also normalises case, commas and yes/no forms)."""
+
+    def score(self, predictions, references):
+        if len(predictions) != len(references):
+            return {"error": "predictions and references have different length"}
+        details = []
+        for pred, ref in zip(predictions, references):
+            answer = bbh_first_answer(pred)
+            details.append({"pred": answer, "answer": ref, "correct": answer == ref})
+        return {"score": 100 * sum(d["correct"] for d in details) / len(details), "details": details}
+
+
+class MBPPPlainEvaluator(MBPPEvaluator):
+    """MBPP scoring of the paper's OpenCompass: the answer extracted as 0.5.4 does, then stripped
+    of one enclosing quote (the few-shot answers are quoted: '[BEGIN]\\n 'code' \\n[DONE]'), and
+    run as one program with the dataset's plain asserts (0.5.4 rewrites the asserts into a
+    type-aware comparison, under which 2.0 != 2)."""
+
+    def __init__(self):
+        super().__init__(metric="MBPP")
+
+    def _process_answer(self, text):
+        text = super()._process_answer(text)
+        if text.startswith("'"):
+            text = text[1:]
+        if text.endswith("'"):
+            text = text[:-1]
+        return text
+
+    def _process_test(self, test_case, pred):
+        # 0.5.4's executor runs (code, tests) in turn; all in `code` and no tests is plain execution
+        return pred + "\n" + test_case, ""

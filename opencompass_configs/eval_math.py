@@ -1,8 +1,12 @@
-# MATH, 4-shot (base-model prompt), LLaDA-8B-Base (k = 0) vs XDLM (k = 0.1), 32 steps.
+# MATH as the paper evaluates it: math_gen_a58d9d (4-shot, its template ending "Solution:\n"),
+# stop word "Problem:", MATHVerifyEvaluator (needs math-verify). Rows and steps: see models.py.
 from mmengine.config import read_base
 
 with read_base():
-    from opencompass.configs.datasets.math.math_4shot_base_gen_db136b import math_datasets
+    from opencompass.configs.datasets.math.math_gen_a58d9d import math_datasets
     from .models import models  # noqa: F401
 
-datasets = math_datasets
+datasets = [
+    {**d, "infer_cfg": {**d["infer_cfg"], "inferencer": {**d["infer_cfg"]["inferencer"], "stopping_criteria": ["Problem:"]}}}
+    for d in math_datasets
+]

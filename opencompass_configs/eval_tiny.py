@@ -23,7 +23,7 @@ datasets = [
             retriever=dict(type=ZeroRetriever),
             inferencer=dict(type=GenInferencer, max_out_len=32),
         ),
-        eval_cfg=dict(evaluator=dict(type=AccEvaluator), pred_postprocessor=dict(type="first_line")),
+        eval_cfg=dict(evaluator=dict(type=AccEvaluator), pred_postprocessor=dict(type="opencompass_llada.first_line")),
     )
 ]
 

@@ -29,7 +29,12 @@ def main():
     ap.add_argument("--gen_length", type=int, default=256)
     ap.add_argument("--block_length", type=int, default=256)
     ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
     args = ap.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error(f"--threads must be a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = LLaDAModelLM(LLaDAConfig(**TINY)).eval()
     prompt = torch.randint(0, 8000, (args.batch, args.prompt))

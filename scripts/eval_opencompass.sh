@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# The paper's evaluation: GSM8K, MATH, HumanEval, MBPP and BBH with OpenCompass, each
-# comparing LLaDA-8B-Base (k = 0) with an XDLM checkpoint (k = 0.1) at 32 steps,
-# gen length 256, block 256 (opencompass_configs/). OpenCompass fetches the benchmark
-# data on first use.
-#   LLADA_BASE=GSAI-ML/LLaDA-8B-Base XDLM_CKPT=./checkpoints bash scripts/eval_opencompass.sh [gsm8k math humaneval mbpp bbh]
+# The paper's evaluation with OpenCompass (opencompass_configs/): GSM8K, MATH, HumanEval, MBPP and
+# BBH for the rows of the paper's table, each at 32, 64, 128 and 256 steps (gen length 256,
+# block 256). OpenCompass fetches the benchmark data on first use.
+#   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]    (default: gsm8k math humaneval mbpp bbh)
+#   environment (see opencompass_configs/models.py):
+#     EVAL_ROWS   comma-separated subset of base-k0,base-k0.1,mdm-k0,xdlm-k0.1 (default: all)
+#     EVAL_STEPS  comma-separated subset of 32,64,128,256 (default: all)
+#     LLADA_BASE (default GSAI-ML/LLaDA-8B-Base), MDM_CKPT, XDLM_CKPT: checkpoints of the rows run
+#     EVAL_BATCH_SIZE (default 8), EVAL_WORK_DIR (default outputs/opencompass)
+#   e.g. one benchmark x one row x one step count:
+#     EVAL_ROWS=xdlm-k0.1 EVAL_STEPS=32 XDLM_CKPT=./checkpoints bash scripts/eval_opencompass.sh mbpp
+#   then the table and plot: python scripts/eval_report.py outputs/opencompass
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+WORK=${EVAL_WORK_DIR:-outputs/opencompass}
 benchmarks=("$@")
 [ ${#benchmarks[@]} -gt 0 ] || benchmarks=(gsm8k math humaneval mbpp bbh)
 for b in "${benchmarks[@]}"; do
@@ -16,5 +24,5 @@ for b in "${benchmarks[@]}"; do
   fi
 done
 for b in "${benchmarks[@]}"; do
-  .venv/bin/opencompass "opencompass_configs/eval_$b.py" -w "outputs/opencompass/$b"
+  .venv/bin/opencompass "opencompass_configs/eval_$b.py" -w "$WORK/$b"
 done

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from generate import generate, transfer_schedule
+from generate import edit_budgets, generate, transfer_schedule
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 from xdlm_loss import reverse_posterior
 
@@ -82,22 +82,119 @@ def test_random_remasking_and_temperature_sampling_finish():
     assert not (a == MASK).any() and not torch.equal(a, b)
 
 
-@pytest.mark.parametrize("k", [0.1, 0.3])
-def test_xdlm_edits_stay_within_the_cumulative_budget(k):
-    rec = Recorder(tiny_model())
-    x = prompts(B=4)
-    out = generate(rec, x, steps=15, gen_length=48, block_length=16, k=k)
+@pytest.mark.parametrize("k, steps, block_length, want", [
+    # the paper's setting: 8 tokens a step, cumulative budget floor(8 (i + 1) / 9) from step 1 on
+    (0.1, 32, 256, [0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 10, 11, 12, 13, 14, 15, 16, 16, 17, 18, 19, 20, 21, 22,
+                    23, 24, 24, 25, 26, 27, 28]),
+    (0.1, 2, 16, [0, 1]),        # 8 + 8 revealed: floor(16 / 9) = 1
+    (0.2, 3, 10, [0, 1, 2]),     # reveals 4, 3, 3; k/(1-k) = 1/4: floor(7/4), floor(10/4)
+    (0.5, 3, 7, [0, 5, 7]),      # reveals 3, 2, 2; k/(1-k) = 1: the count revealed, yet none at the first step
+    (0.3, 4, 32, [0, 6, 10, 13]),  # 8 a step; k/(1-k) = 3/7: floor(48/7), floor(72/7), floor(96/7)
+    (0.0, 4, 32, [0, 0, 0, 0]),
+])
+def test_edit_budgets_equal_hand_computed_tables(k, steps, block_length, want):
+    assert edit_budgets(transfer_schedule(block_length, steps), k) == want
+
+
+class CyclingArgmax(torch.nn.Module):
+    """Every position's most likely token is `token(call)`, one of 50 ids, the call counting
+    forward passes: decoded tokens are re-edit candidates whenever that token changes."""
+
+    def __init__(self, token):
+        super().__init__()
+        self.config = type("C", (), {"mask_token_id": MASK})()
+        self.token, self.calls, self.inputs = token, 0, []
+
+    def forward(self, input_ids, attention_mask=None):
+        self.inputs.append(input_ids.clone())
+        B, L = input_ids.shape
+        logits = torch.zeros(B, L, V, dtype=torch.float64)
+        # a little position-dependent confidence so that reveals and edits have a definite order
+        logits[..., 1 + self.token(self.calls) % 50] = 5 + torch.linspace(0, 1, L, dtype=torch.float64)
+        self.calls += 1
+        return type("O", (), {"logits": logits})()
+
+
+def edits_per_step(states):
+    return [int(((a != MASK) & (b != a)).sum()) for a, b in zip(states, states[1:])]
+
+
+def test_reedits_use_the_whole_budget_of_each_block_and_restart_at_each_block():
+    # 3 blocks of 16, 4 steps each (4 tokens a step), k = 0.2: cumulative budgets [0, 2, 3, 4] a block
+    model = CyclingArgmax(lambda call: call)
+    x = prompts(B=1)
+    out = generate(model, x, steps=12, gen_length=48, block_length=16, k=0.2)
+    edits = edits_per_step(model.inputs + [out])
+    assert edits == [0, 2, 1, 1] * 3
+    assert not (out == MASK).any() and torch.equal(out[:, :5], x)
+
+
+def test_unused_budget_carries_to_the_next_steps_of_the_block():
+    # The argmax changes only every other step: 8 steps revealing 4 each, k = 0.3, cumulative
+    # budgets [0, 3, 5, 6, 8, 10, 12, 13]. Step 1 finds no candidate (all tokens equal the argmax)
+    # and its 3 edits carry: step 2 makes 5; step 3 has 3 candidates and 1 edit left.
+    model = CyclingArgmax(lambda call: call // 2)
+    out = generate(model, prompts(B=1), steps=8, gen_length=32, block_length=32, k=0.3)
+    assert edits_per_step(model.inputs + [out]) == [0, 0, 5, 1, 2, 2, 2, 1]
+
+
+def test_with_temperature_a_reedited_token_takes_the_sampled_value():
+    """Tokens 1 and 2 tie for the argmax: a re-edit sets the Gumbel sample, so tokens change
+    1 -> 2 as well as 2 -> 1 (taking the argmax would only ever give 1)."""
+    class TwoWayTie(torch.nn.Module):
+        config = type("C", (), {"mask_token_id": MASK})()
+
+        def forward(self, input_ids, attention_mask=None):
+            logits = torch.full((*input_ids.shape, V), -30.0)
+            logits[..., 1:3] = 0.0
+            return type("O", (), {"logits": logits})()
+
+    rec = Recorder(TwoWayTie())
+    torch.manual_seed(0)
+    out = generate(rec, prompts(B=4), steps=16, gen_length=64, block_length=64, k=0.3, temperature=1.0)
     states = rec.inputs + [out]
-    revealed, edits, total_edits = 0, torch.zeros(4, dtype=torch.long), 0
-    for before, after in zip(states, states[1:]):
-        assert not ((before != MASK) & (after == MASK)).any()  # never back to the mask
-        edited = (before != MASK) & (after != before)
-        assert not edited[:, :5].any()  # the prompt is never edited
-        edits += edited.sum(1)
-        assert (edits <= math.floor(k * revealed / (1 - k) + 1e-9)).all()
-        revealed += int(((before == MASK) & (after != MASK)).sum(1)[0])
-        total_edits += int(edited.sum())
-    assert total_edits > 0  # the budget was exercised
+    changes = set()
+    for a, b in zip(states, states[1:]):
+        edited = (a != MASK) & (b != a)
+        changes |= set(zip(a[edited].tolist(), b[edited].tolist()))
+    assert changes == {(1, 2), (2, 1)}
+
+
+def reference_sampler(model, prompt, steps, gen_length, block_length, k):
+    """The paper's XDLM sampler at temperature 0, one prompt at a time with plain loops, less its
+    prompt editing, with p(mask) = 0: an independent check of the batched implementation."""
+    x = prompt[0].tolist() + [MASK] * gen_length
+    P, per_block = prompt.shape[1], steps // (gen_length // block_length)
+    for b in range(gen_length // block_length):
+        lo, hi = P + b * block_length, P + (b + 1) * block_length
+        counts = [block_length // per_block + (i < block_length % per_block) for i in range(per_block)]
+        used = 0
+        for i in range(per_block):
+            logits = model(torch.tensor([x])).logits[0].float()
+            logits[:, MASK] = -torch.inf
+            p = torch.softmax(logits, -1)
+            x0 = p.argmax(-1).tolist()
+            masked = [j for j in range(lo, hi) if x[j] == MASK]
+            reveal = sorted(masked, key=lambda j: -p[j, x0[j]].item())[:counts[i]]
+            allowed = 0 if i == 0 else math.floor(k / (1 - k) * sum(counts[:i + 1]) + 1e-9) - used
+            cands = [j for j in range(P, hi) if x[j] != MASK and x0[j] != x[j] and p[j, x0[j]] >= p[j, x[j]]]
+            edit = sorted(cands, key=lambda j: -p[j, x0[j]].item())[:max(allowed, 0)]
+            used += len(edit)
+            for j in reveal + edit:
+                x[j] = x0[j]
+    return torch.tensor([x])
+
+
+@pytest.mark.parametrize("k, steps, block_length", [(0.1, 16, 32), (0.3, 12, 16)])
+def test_batched_sampler_equals_a_plain_reference_of_the_papers(k, steps, block_length):
+    model = tiny_model()
+    x = prompts(B=3)
+    out = generate(model, x, steps=steps, gen_length=48 if block_length == 16 else 32, block_length=block_length, k=k)
+    for i in range(3):
+        want = reference_sampler(model, x[i:i + 1], steps, out.shape[1] - 5, block_length, k)
+        assert torch.equal(out[i:i + 1], want), i
+    assert (out[:, 5:] != generate(model, x, steps=steps, gen_length=out.shape[1] - 5, block_length=block_length,
+                                   k=0.0)[:, 5:]).any()  # the re-edits changed something
 
 
 @pytest.mark.parametrize("k", [0.0, 0.1])
@@ -199,3 +296,14 @@ def test_command_line_prints_a_completion(llada_dir):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() and "sampling" in proc.stderr  # the completion, and a progress bar
+
+
+def test_bench_sampler_runs_with_the_threads_it_is_given():
+    args = ["--repeats", "1", "--batch", "1", "--prompt", "4", "--gen_length", "16", "--block_length", "16", "--steps", "4"]
+    proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "1"], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(1 threads, 1 repeats)" in proc.stdout and "generate k=0.1: time / forwards" in proc.stdout
+    proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "0"], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode != 0 and "--threads must be a positive integer, got 0" in proc.stderr

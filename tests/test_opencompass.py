@@ -1,62 +1,118 @@
-"""OpenCompass integration: the five benchmark configs load with OpenCompass's loader, the
-model wrapper generates whole batches with stop words, and scripts/eval_tiny.sh runs
-OpenCompass end to end offline."""
+"""OpenCompass integration: the benchmark configs load with OpenCompass's loader and hold the
+paper's rows x step counts (selectable), the model wrapper generates whole batches, decodes as the
+paper's does and applies stop words, and scripts/eval_tiny.sh runs OpenCompass end to end offline."""
+import csv
+import glob
+import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = {"gsm8k": 1, "math": 1, "humaneval": 1, "mbpp": 1, "bbh": 27}
+CKPTS = dict(LLADA_BASE="/models/base", MDM_CKPT="/models/mdm", XDLM_CKPT="/models/xdlm")
 
 
 def load(name, monkeypatch, **env):
     from mmengine.config import Config
 
+    for var in ("EVAL_ROWS", "EVAL_STEPS", "LLADA_BASE", "MDM_CKPT", "XDLM_CKPT", "EVAL_BATCH_SIZE"):
+        monkeypatch.delenv(var, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return Config.fromfile(os.path.join(ROOT, "opencompass_configs", f"eval_{name}.py"), format_python_code=False)
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
-def test_benchmark_configs_load_and_compare_base_k0_with_xdlm_k01_at_32_steps(name, monkeypatch):
-    cfg = load(name, monkeypatch, LLADA_BASE="/models/base", XDLM_CKPT="/models/xdlm")
+def test_benchmark_configs_hold_the_papers_four_rows_at_four_step_counts(name, monkeypatch):
+    cfg = load(name, monkeypatch, **CKPTS)
     assert len(cfg.datasets) == BENCHMARKS[name]
-    (base, xdlm) = cfg.models
-    assert (base.path, base.k, xdlm.path, xdlm.k) == ("/models/base", 0.0, "/models/xdlm", 0.1)
+    rows = {(m.path, m.k) for m in cfg.models}
+    assert rows == {("/models/base", 0.0), ("/models/base", 0.1), ("/models/mdm", 0.0), ("/models/xdlm", 0.1)}
+    assert sorted({m.steps for m in cfg.models}) == [32, 64, 128, 256] and len(cfg.models) == 16
+    assert len({m.abbr for m in cfg.models}) == 16
     for m in cfg.models:
         assert m.type == "opencompass_llada.DiffusionLM"
-        assert (m.steps, m.gen_length, m.block_length, m.temperature) == (32, 256, 256, 0.0)
-    shots = {"gsm8k": "gsm8k_gen_17d0dc", "math": "math_4shot_base_gen_db136b", "humaneval": "humaneval_gen_8e312c",
-             "mbpp": "sanitized_mbpp_gen_742f0c", "bbh": "bbh_gen_98fba6"}[name]
-    assert shots in open(os.path.join(ROOT, "opencompass_configs", f"eval_{name}.py")).read()
-    if name == "mbpp":
-        assert cfg.datasets[0]["infer_cfg"]["inferencer"]["stopping_criteria"] == ["[DONE]"]
+        assert (m.gen_length, m.block_length, m.temperature) == (256, 256, 0.0)
 
 
-def test_wrapper_generates_batches_and_applies_stop_words(llada_dir, monkeypatch):
-    sys.path.insert(0, ROOT)
+def test_one_row_at_one_step_count_can_be_run_alone(monkeypatch):
+    cfg = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", EVAL_STEPS="64", XDLM_CKPT="/models/xdlm")
+    ((m),) = cfg.models
+    assert (m.abbr, m.path, m.k, m.steps) == ("xdlm-k0.1-s64", "/models/xdlm", 0.1, 64)
+    cfg = load("gsm8k", monkeypatch, EVAL_ROWS="base-k0,base-k0.1", EVAL_STEPS="32,256")
+    assert [m.abbr for m in cfg.models] == ["base-k0-s32", "base-k0-s256", "base-k0.1-s32", "base-k0.1-s256"]
+    assert {m.path for m in cfg.models} == {"GSAI-ML/LLaDA-8B-Base"}
+
+
+@pytest.mark.parametrize("env, match", [
+    (dict(EVAL_ROWS="base-k0.2"), "EVAL_ROWS='base-k0.2': choose a comma-separated subset of base-k0, base-k0.1"),
+    (dict(EVAL_ROWS="base-k0", EVAL_STEPS="16"), "EVAL_STEPS='16': choose a comma-separated subset of 32, 64, 128, 256"),
+    (dict(EVAL_ROWS="mdm-k0"), "EVAL_ROWS includes mdm-k0: set MDM_CKPT"),
+    (dict(), "EVAL_ROWS includes mdm-k0: set MDM_CKPT"),  # all rows by default: the checkpoints are needed
+    (dict(EVAL_ROWS="base-k0", EVAL_BATCH_SIZE="0"), "EVAL_BATCH_SIZE='0': must be a positive integer"),
+])
+def test_bad_row_or_step_selection_is_refused_by_name(env, match, monkeypatch):
+    with pytest.raises(Exception, match=match):
+        load("gsm8k", monkeypatch, **env)
+
+
+def build(llada_dir, **kw):
     from opencompass.registry import MODELS
 
+    sys.path.insert(0, ROOT)
+    return MODELS.build(dict(type="opencompass_llada.DiffusionLM", path=llada_dir, max_seq_len=256, steps=4,
+                             gen_length=16, block_length=16, **kw))
+
+
+@pytest.mark.parametrize("k", [0.0, 0.1])
+def test_wrapper_batch_gives_the_completions_of_one_prompt_at_a_time(llada_dir, monkeypatch, k):
     import opencompass_llada
 
-    model = MODELS.build(dict(type="opencompass_llada.DiffusionLM", path=llada_dir, max_seq_len=256, steps=4,
-                              gen_length=16, block_length=16, k=0.1))
+    model = build(llada_dir, k=k)
     assert isinstance(model, opencompass_llada.DiffusionLM)
     calls = []
     real = opencompass_llada.generate
-    monkeypatch.setattr(opencompass_llada, "generate", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
-    prompts = ["def f(x):", "import os\nprint(", "class A:\n    pass\n\n\nclass B(A):"]
-    outs = model.generate(prompts, max_out_len=16)
-    assert len(outs) == 3 and all(isinstance(o, str) for o in outs)
+    monkeypatch.setattr(opencompass_llada, "generate", lambda *a, **kw: calls.append(a[1].shape) or real(*a, **kw))
+    prompts = ["def f(x):", "import os\nprint(", "class A:\n    pass\n\n\nclass B(A):"]  # different lengths: padded
+    batch = model.generate(prompts, max_out_len=16)
     assert len(calls) == 1 and calls[0][0] == 3  # one batched call, not one per prompt
+    alone = [model.generate([p], max_out_len=16)[0] for p in prompts]
+    assert batch == alone and all(isinstance(o, str) for o in batch)
     assert model.get_token_len("def f(x):") == len(model.tokenizer("def f(x):")["input_ids"])
 
-    # stop words: cut before a stop word, or keep it for those the scorer needs ([DONE])
-    monkeypatch.setattr(opencompass_llada, "decode_completion", lambda tok, ids: "x = 1\n[DONE]\ny = 2\nQuestion: z")
-    assert model.generate(["a"], 16, stopping_criteria=["[DONE]"]) == ["x = 1\n[DONE]"]
-    assert model.generate(["a"], 16, stopping_criteria=["Question"]) == ["x = 1\n[DONE]\ny = 2\n"]
+
+def test_wrapper_decodes_past_an_eos_then_cuts_at_stop_words(llada_dir, monkeypatch):
+    """As the paper's: all generated ids are decoded with special tokens skipped (text after an
+    eos stays), and the text is cut before the first stop word, which is dropped."""
+    import opencompass_llada
+
+    model = build(llada_dir)
+    tok = model.tokenizer
+    ids = tok("x = 1", add_special_tokens=False)["input_ids"] + [tok.eos_token_id] + \
+        tok("\ny = 2\n[DONE] z", add_special_tokens=False)["input_ids"]
+    ids = ids + [tok.eos_token_id] * (16 - len(ids))
+    monkeypatch.setattr(opencompass_llada, "generate",
+                        lambda m, x, **kw: torch.cat([x, torch.tensor([ids] * x.shape[0])], 1))
+    full = tok.decode(ids, skip_special_tokens=True)
+    assert "y = 2" in full and tok.eos_token not in full
+    assert model.generate(["a"], 16) == [full]
+    assert model.generate(["a"], 16, stopping_criteria=["[DONE]"]) == [full[:full.index("[DONE]")]]
+    assert model.generate(["a"], 16, stopping_criteria=["Question", "y ="]) == [full[:full.index("y =")]]
+
+
+def test_wrapper_warns_once_when_max_out_len_exceeds_gen_length(llada_dir):
+    model = build(llada_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.generate(["a"], max_out_len=512)
+        model.generate(["b"], max_out_len=512)
+    msgs = [str(w.message) for w in caught if "max_out_len" in str(w.message)]
+    assert msgs == ["max_out_len (512) exceeds the model's gen_length (16): completions have 16 tokens"]
 
 
 def test_wrapper_rejects_settings_it_would_ignore(llada_dir):
@@ -68,12 +124,25 @@ def test_wrapper_rejects_settings_it_would_ignore(llada_dir):
         opencompass_llada.DiffusionLM(llada_dir, max_seq_len=128)
 
 
-def test_eval_tiny_runs_opencompass_offline_and_prints_a_numeric_summary(llada_dir, tmp_path):
+def test_eval_tiny_runs_opencompass_offline_and_its_summary_matches_the_predictions(llada_dir, tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(["bash", "scripts/eval_tiny.sh", llada_dir, str(tmp_path / "work")], cwd=ROOT, env=env,
+    work = tmp_path / "work"
+    proc = subprocess.run(["bash", "scripts/eval_tiny.sh", llada_dir, str(work)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    table = [line for line in proc.stdout.splitlines() if line.startswith("stdlib-next-line")]
-    assert table, proc.stdout[-3000:]
-    scores = table[0].split()[-2:]
-    assert all(0.0 <= float(s) <= 100.0 for s in scores)
+    sys.path.insert(0, ROOT)
+    from opencompass_llada import first_line
+
+    gold = [json.loads(line) for line in open(work / "stdlib_next_line.jsonl")]
+    assert len(gold) == 40
+    (summary,) = glob.glob(str(work / "*" / "summary" / "summary_*.csv"))
+    table = {row["dataset"]: row for row in csv.DictReader(open(summary))}["stdlib-next-line"]
+    for k in ("0.0", "0.1"):
+        (pred_file,) = glob.glob(str(work / "*" / "predictions" / f"tiny-xdlm-k{k}" / "stdlib-next-line.json"))
+        preds = json.load(open(pred_file))
+        assert len(preds) == 40
+        # each prompt went through the template, and the score is the accuracy of these predictions
+        assert [preds[str(i)]["origin_prompt"] for i in range(40)] == [g["context"] + "\n" for g in gold]
+        assert any(preds[str(i)]["prediction"].strip() for i in range(40))
+        acc = 100 * sum(first_line(preds[str(i)]["prediction"]) == g["next_line"] for i, g in enumerate(gold)) / 40
+        assert float(table[f"tiny-xdlm-k{k}"]) == pytest.approx(acc, abs=0.01)

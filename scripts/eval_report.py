@@ -1,0 +1,122 @@
+"""Table and plot of an evaluation run beside the paper's numbers.
+
+Reads every OpenCompass summary CSV under RUN_DIR (e.g. outputs/opencompass, where
+scripts/eval_opencompass.sh writes one work folder per benchmark; runs of single rows or step
+counts are merged, a later run's value winning) and writes RUN_DIR/report.md (score per row and
+step count, and the paper's 32-step numbers) and RUN_DIR/report.png (score against steps, one line
+per row, one panel per benchmark, the paper's numbers as stars at 32 steps).
+
+usage: python scripts/eval_report.py RUN_DIR
+"""
+import argparse
+import csv
+import glob
+import os
+import re
+
+# benchmark: (OpenCompass dataset abbr, metric) of its headline score in the summary
+BENCHMARKS = {
+    "GSM8K": ("gsm8k", "accuracy"),
+    "MATH": ("math", "accuracy"),
+    "HumanEval": ("openai_humaneval", "humaneval_pass@1"),
+    "MBPP": ("mbpp", "score"),
+    "BBH": ("bbh", "naive_average"),
+}
+ROWS = ("base-k0", "base-k0.1", "mdm-k0", "xdlm-k0.1")  # the model abbrs are ROW-sSTEPS (models.py)
+# The paper's table at 32 steps (LLaDA-8B-Base; after 600 steps of continual pretraining with each
+# loss). "~": read off the paper's radar chart. The paper gives no base-k0.1 numbers.
+PAPER = {
+    "base-k0": {"GSM8K": "42.7", "MATH": "24.5", "HumanEval": "4.8", "MBPP": "6.8", "BBH": "5.5"},
+    "mdm-k0": {"GSM8K": "~42", "MATH": "~26", "HumanEval": "~2.8", "MBPP": "4.4", "BBH": "~6.8"},
+    "xdlm-k0.1": {"GSM8K": "~43", "MATH": "~30", "HumanEval": "~4.8", "MBPP": "15.0", "BBH": "~11"},
+}
+
+
+def read_scores(run_dir):
+    """{(row, steps): {benchmark: score}} from all summary CSVs under run_dir, oldest first."""
+    files = glob.glob(os.path.join(run_dir, "**", "summary", "summary_*.csv"), recursive=True)
+    if not files:
+        raise SystemExit(f"RUN_DIR {run_dir!r}: no OpenCompass summary (summary/summary_*.csv) under it; "
+                         "run scripts/eval_opencompass.sh first")
+    wanted = {v: k for k, v in BENCHMARKS.items()}
+    scores = {}
+    for path in sorted(files, key=lambda p: os.path.basename(p)):  # summary_<timestamp>.csv: oldest first
+        with open(path) as f:
+            for line in csv.DictReader(f):
+                bench = wanted.get((line["dataset"], line["metric"]))
+                if bench is None:
+                    continue
+                for abbr, value in line.items():
+                    found = re.fullmatch(r"(.+)-s(\d+)", abbr or "")
+                    if found and value not in (None, "", "-"):
+                        scores.setdefault((found.group(1), int(found.group(2))), {})[bench] = float(value)
+    if not scores:
+        raise SystemExit(f"RUN_DIR {run_dir!r}: its summaries hold none of {', '.join(BENCHMARKS)} for models "
+                         "named ROW-sSTEPS (opencompass_configs/models.py)")
+    return scores
+
+
+def row_order(row):
+    return (ROWS.index(row) if row in ROWS else len(ROWS), row)
+
+
+def markdown(scores):
+    lines = ["| row | steps | " + " | ".join(BENCHMARKS) + " |", "| --- | --- |" + " --- |" * len(BENCHMARKS)]
+    for row, steps in sorted(scores, key=lambda rs: (row_order(rs[0]), rs[1])):
+        cells = [f"{scores[row, steps][b]:.1f}" if b in scores[row, steps] else "-" for b in BENCHMARKS]
+        lines.append(f"| {row} | {steps} | " + " | ".join(cells) + " |")
+    for row, paper in PAPER.items():
+        lines.append(f"| {row} (paper) | 32 | " + " | ".join(paper[b] for b in BENCHMARKS) + " |")
+    return ("Scores (%) of this run, and the paper's at 32 steps (gen length 256, block 256; "
+            "~: read off the paper's radar chart).\n\n" + "\n".join(lines) + "\n")
+
+
+def plot(scores, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(BENCHMARKS), figsize=(4 * len(BENCHMARKS), 3.6), squeeze=False)
+    rows = sorted({row for row, _ in scores}, key=row_order)
+    colors = {row: f"C{i}" for i, row in enumerate(rows)}
+    for ax, bench in zip(axes[0], BENCHMARKS):
+        for row in rows:
+            points = sorted((s, v[bench]) for (r, s), v in scores.items() if r == row and bench in v)
+            if points:
+                ax.plot(*zip(*points), marker="o", color=colors[row], label=row)
+            if bench in PAPER.get(row, {}):
+                ax.plot([32], [float(PAPER[row][bench].lstrip("~"))], marker="*", markersize=12, linestyle="",
+                        color=colors[row], label=f"{row} (paper)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([32, 64, 128, 256], ["32", "64", "128", "256"])
+        ax.set_xlim(26, 315)
+        ax.set_title(bench)
+        ax.set_xlabel("steps")
+        ax.set_ylabel("score (%)")
+    legend = {}  # one entry per line over all panels
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    fig.legend(legend.values(), legend.keys(), loc="center right", fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run_dir", help="folder holding OpenCompass work folders (e.g. outputs/opencompass)")
+    args = ap.parse_args()
+    if not os.path.isdir(args.run_dir):
+        raise SystemExit(f"RUN_DIR {args.run_dir!r} is not a folder")
+    scores = read_scores(args.run_dir)
+    table = markdown(scores)
+    with open(os.path.join(args.run_dir, "report.md"), "w") as f:
+        f.write(table)
+    plot(scores, os.path.join(args.run_dir, "report.png"))
+    print(table + f"\nwrote {os.path.join(args.run_dir, 'report.md')} and report.png")
+
+
+if __name__ == "__main__":
+    main()
