@@ -14,7 +14,7 @@ under the judge and their unigram entropy, over held-out prompts (generation).
 
 Writes OUT/results.csv, OUT/results.md and OUT/tradeoff.png. A rerun reuses finished
 stages (trained models, NELBOs and generation results are kept in OUT).
-usage: python scripts/tradeoff_tiny.py [--out outputs/tradeoff_tiny] [--base_steps 800] [...]
+usage: python scripts/tradeoff_tiny.py [--out outputs/tradeoff_tiny] [--base_steps 600] [...]
 """
 import argparse
 import csv
@@ -181,9 +181,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="outputs/tradeoff_tiny")
     ap.add_argument("--tiny_dir", default=".tiny", help="made by scripts/make_tiny.py")
-    ap.add_argument("--base_steps", type=int, default=800)
-    ap.add_argument("--continue_steps", type=int, default=300, help="for mdm and xdm alike (the paper: 600)")
-    ap.add_argument("--judge_steps", type=int, default=300)
+    ap.add_argument("--base_steps", type=int, default=600)
+    ap.add_argument("--continue_steps", type=int, default=200, help="for mdm and xdm alike (the paper: 600)")
+    ap.add_argument("--judge_steps", type=int, default=200)
     ap.add_argument("--learning_rate", type=float, default=1e-3)
     ap.add_argument("--warmup_steps", type=int, default=20)
     ap.add_argument("--batch_size", type=int, default=16)
