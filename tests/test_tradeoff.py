@@ -1,6 +1,7 @@
 """scripts/tradeoff_tiny.py: its generation metrics against hand-computed values, and a reduced
 end-to-end run (every stage, a few steps) that writes finite numbers in every cell."""
 import csv
+import json
 import math
 import os
 import subprocess
@@ -9,6 +10,8 @@ import types
 
 import torch
 
+import llada_cpt
+import tiny_report
 import tradeoff_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,3 +79,34 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
     # a rerun reuses every finished stage: no training, no generation
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "=== training" not in again.stdout
+
+    # The report's NELBO is the trainer's evaluation on a seeded random sample of validation
+    # blocks (not the first ones), the same on every call; the unigram model scores those blocks.
+    sample = []
+    for run_dir in ("eval_a", "eval_b"):
+        metrics, trainer = tiny_report.validation_nelbo(os.path.join(out, "base"), tiny, str(tmp_path / run_dir),
+                                                        "mdm", block_size=32, max_eval_samples=8)
+        assert math.isfinite(metrics["eval_nelbo"])
+        sample.append(trainer.eval_dataset["input_ids"])
+    assert sample[0] == sample[1]
+    tok = trainer.processing_class
+    with open(os.path.join(tiny, "valid.jsonl")) as f:
+        texts = [json.loads(line)["text"] for line in f]
+    every_block = llada_cpt._pack({"text": texts}, tok, "text", 32, tok.eos_token_id)["input_ids"]
+    assert len(every_block) > 8 and all(b in every_block for b in sample[0]) and sample[0] != every_block[:8]
+
+
+def test_unigram_model_is_add_one_smoothed_training_frequencies(tmp_path, tokenizer):
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"text": "import os"}) + "\n" + json.dumps({"text": "import os"}) + "\n")
+    log_p = tiny_report.unigram_log_probs(tokenizer, str(train))
+    n = len(tokenizer("import os", add_special_tokens=False)["input_ids"])
+    total = 2 * (n + 1) + len(tokenizer) - 1  # two texts of n tokens + eos; one extra count per non-mask token
+    eos, mask = tokenizer.eos_token_id, tokenizer.mask_token_id
+    assert math.isclose(log_p[eos].exp().item(), 3 / total, rel_tol=1e-12)
+    assert log_p[mask].item() == -math.inf
+    unseen = next(i for i in range(len(tokenizer)) if i not in (eos, mask) and log_p[i].exp().item() < 1.5 / total)
+    assert math.isclose(log_p[unseen].exp().item(), 1 / total, rel_tol=1e-12)
+    assert math.isclose(log_p.exp().sum().item(), 1.0, rel_tol=1e-12)
+    assert math.isclose(tiny_report.unigram_cross_entropy(log_p, [[eos, unseen]]),
+                        -(math.log(3 / total) + math.log(1 / total)) / 2, rel_tol=1e-12)
