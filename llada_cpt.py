@@ -99,7 +99,7 @@ class DataTrainingArguments:
     train_file: Optional[str] = field(default=None, metadata={"help": "Local training file: .txt, .json, .jsonl or .parquet."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Local validation file, same formats."})
     validation_split_percentage: int = field(default=5, metadata={"help": "Percent of train used for validation when there is no validation split."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Cap on validation blocks (streaming: texts held out from the stream's start, default 256)."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Cap on validation blocks, a seeded random sample of them (streaming: texts held out from the stream's start, default 256)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Cap on training blocks (non-streaming)."})
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it whole."})
     block_size: Optional[int] = field(default=None, metadata={"help": "Training sequence length; texts are packed into blocks of this many tokens. Default: min(model max, 4096)."})
@@ -818,7 +818,10 @@ def main(argv=None):
             raise ValueError("--do_eval needs a validation split, --validation_file or --validation_split_percentage > 0")
         eval_dataset = lm["validation"]
         if data_args.max_eval_samples is not None and not data_args.streaming:
-            eval_dataset = eval_dataset.select(range(min(len(eval_dataset), data_args.max_eval_samples)))
+            # A random sample, the same for every run (seed 0, not --seed): the first blocks
+            # all come from the first validation texts.
+            n = min(len(eval_dataset), data_args.max_eval_samples)
+            eval_dataset = eval_dataset.shuffle(seed=0).select(range(n))
         first_row(eval_dataset, f"validation (no block of {block_size} tokens)")
 
     model = load_model(model_args, config, xdlm_args.training_method, training_args)

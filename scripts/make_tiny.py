@@ -3,8 +3,10 @@
 The corpus is the Python standard library's own source files, on every machine with
 Python. Every 20th file (by sorted path) is held out for validation and prompts. The
 tokenizer (byte-level BPE with LLaDA-style mask, eos and pad tokens) is trained on the
-training part at first use; the config is a few-million-parameter model with LLaDA's
-architecture and `config.json` field names. Re-running reuses what exists.
+training part at first use, with only 512 tokens: a tiny model then sees each token often
+enough to learn context, not just token frequencies, in a few CPU minutes. The config is a
+few-million-parameter model with LLaDA's architecture and `config.json` field names.
+Re-running reuses what exists (rebuilt when the settings in DIR/recipe.json differ).
 
 usage: python scripts/make_tiny.py --out DIR
 writes DIR/train.jsonl, DIR/valid.jsonl ({"text": ...} per source file) and DIR/model/
@@ -81,17 +83,25 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=".tiny")
     ap.add_argument("--corpus_bytes", type=int, default=6_000_000, help="how much stdlib source to use")
-    ap.add_argument("--vocab_size", type=int, default=8192)
+    ap.add_argument("--vocab_size", type=int, default=512,
+                    help="small: with few tokens per block a tiny model sees each one often and learns context sooner")
     args = ap.parse_args()
     model_dir = os.path.join(args.out, "model")
-    if os.path.exists(os.path.join(model_dir, "config.json")):
-        return
+    recipe = dict(corpus_bytes=args.corpus_bytes, vocab_size=args.vocab_size, config=TINY_CONFIG)
+    recipe_file = os.path.join(args.out, "recipe.json")
+    if os.path.exists(os.path.join(model_dir, "config.json")) and os.path.exists(recipe_file):
+        with open(recipe_file) as f:
+            if json.load(f) == recipe:
+                return
+        print(f"{args.out} was built with other settings: rebuilding it")
     os.makedirs(model_dir, exist_ok=True)
     train = write_corpus(args.out, args.corpus_bytes)
     tokenizer = train_tokenizer(train, args.vocab_size)
     tokenizer.save_pretrained(model_dir)
     with open(os.path.join(model_dir, "config.json"), "w") as f:
         json.dump(llada_config(tokenizer), f, indent=2)
+    with open(recipe_file, "w") as f:
+        json.dump(recipe, f)
     print(f"tiny corpus, tokenizer ({len(tokenizer)} tokens) and config written to {args.out}")
 
 

@@ -1,0 +1,112 @@
+"""scripts/tradeoff_tiny.py: its generation metrics against hand-computed values, and a reduced
+end-to-end run (every stage, a few steps) that writes finite numbers in every cell."""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import types
+
+import torch
+
+import llada_cpt
+import tiny_report
+import tradeoff_tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class BigramJudge(torch.nn.Module):
+    """An autoregressive 'judge' with known probabilities: p(next | previous token) = table[previous]."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+
+    def forward(self, input_ids):
+        return types.SimpleNamespace(logits=self.table[input_ids].log())
+
+
+def test_generative_perplexity_and_entropy_match_hand_computed_values():
+    # vocabulary {0, 1, 2}; from 0 the judge predicts 1 with p 0.5, from 1 it predicts 2 with p 0.25, ...
+    table = torch.tensor([[0.25, 0.5, 0.25],
+                          [0.5, 0.25, 0.25],
+                          [0.1, 0.1, 0.8]])
+    prompt = torch.tensor([[0], [2]])
+    completion = torch.tensor([[1, 2, 2], [2, 2, 2]])
+    # row 0: p(1|0) p(2|1) p(2|2) = 0.5, 0.25, 0.8; row 1: p(2|2) three times = 0.8
+    nll = -(math.log(0.5) + math.log(0.25) + math.log(0.8) + 3 * math.log(0.8)) / 6
+    assert math.isclose(tradeoff_tiny.generative_perplexity(BigramJudge(table), prompt, completion),
+                        math.exp(nll), rel_tol=1e-6)
+    # row 0: frequencies 1/3, 2/3; row 1: a single token, entropy 0
+    h0 = -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
+    assert math.isclose(tradeoff_tiny.sample_entropy(completion), (h0 + 0.0) / 2, rel_tol=1e-9)
+    # four distinct tokens in a row of four: log 4, the maximum
+    assert math.isclose(tradeoff_tiny.sample_entropy(torch.tensor([[3, 1, 0, 2]])), math.log(4), rel_tol=1e-9)
+
+
+def test_judge_sees_only_the_past():
+    """The token at position i is scored from tokens before it: changing a later completion
+    token leaves the earlier tokens' perplexity unchanged."""
+    table = torch.tensor([[0.2, 0.8], [0.6, 0.4]])
+    judge = BigramJudge(table)
+    prompt = torch.tensor([[1]])
+    one = tradeoff_tiny.generative_perplexity(judge, prompt, torch.tensor([[0]]))
+    assert math.isclose(one, 1 / 0.6, rel_tol=1e-6)
+
+
+def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
+    tiny = str(tmp_path / "tiny")
+    env = dict(os.environ, PYTHON=sys.executable)
+    subprocess.run([sys.executable, "scripts/make_tiny.py", "--out", tiny, "--corpus_bytes", "400000"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    out = str(tmp_path / "tradeoff")
+    cmd = [sys.executable, "scripts/tradeoff_tiny.py", "--out", out, "--tiny_dir", tiny, "--base_steps", "3",
+           "--continue_steps", "2", "--judge_steps", "2", "--batch_size", "4", "--block_size", "32",
+           "--eval_blocks", "8", "--prompts", "4", "--prompt_length", "8", "--gen_length", "8", "--steps", "2,8"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(os.path.join(out, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 2  # base, base at k = 0.1, mdm, xdm; two step counts
+    assert {r["model"] for r in rows} == {"base", "base (k=0.1 sampler)", "mdm", "xdm"}
+    for r in rows:
+        for key in ("nelbo", "gen_ppl", "entropy"):
+            assert math.isfinite(float(r[key])) and float(r[key]) >= 0, (key, r)
+    assert os.path.getsize(os.path.join(out, "tradeoff.png")) > 1000
+    assert "| xdm |" in open(os.path.join(out, "results.md")).read()
+    # a rerun reuses every finished stage: no training, no generation
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "=== training" not in again.stdout
+
+    # The report's NELBO is the trainer's evaluation on a seeded random sample of validation
+    # blocks (not the first ones), the same on every call; the unigram model scores those blocks.
+    sample = []
+    for run_dir in ("eval_a", "eval_b"):
+        metrics, trainer = tiny_report.validation_nelbo(os.path.join(out, "base"), tiny, str(tmp_path / run_dir),
+                                                        "mdm", block_size=32, max_eval_samples=8)
+        assert math.isfinite(metrics["eval_nelbo"])
+        sample.append(trainer.eval_dataset["input_ids"])
+    assert sample[0] == sample[1]
+    tok = trainer.processing_class
+    with open(os.path.join(tiny, "valid.jsonl")) as f:
+        texts = [json.loads(line)["text"] for line in f]
+    every_block = llada_cpt._pack({"text": texts}, tok, "text", 32, tok.eos_token_id)["input_ids"]
+    assert len(every_block) > 8 and all(b in every_block for b in sample[0]) and sample[0] != every_block[:8]
+
+
+def test_unigram_model_is_add_one_smoothed_training_frequencies(tmp_path, tokenizer):
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"text": "import os"}) + "\n" + json.dumps({"text": "import os"}) + "\n")
+    log_p = tiny_report.unigram_log_probs(tokenizer, str(train))
+    n = len(tokenizer("import os", add_special_tokens=False)["input_ids"])
+    total = 2 * (n + 1) + len(tokenizer) - 1  # two texts of n tokens + eos; one extra count per non-mask token
+    eos, mask = tokenizer.eos_token_id, tokenizer.mask_token_id
+    assert math.isclose(log_p[eos].exp().item(), 3 / total, rel_tol=1e-12)
+    assert log_p[mask].item() == -math.inf
+    unseen = next(i for i in range(len(tokenizer)) if i not in (eos, mask) and log_p[i].exp().item() < 1.5 / total)
+    assert math.isclose(log_p[unseen].exp().item(), 1 / total, rel_tol=1e-12)
+    assert math.isclose(log_p.exp().sum().item(), 1.0, rel_tol=1e-12)
+    assert math.isclose(tiny_report.unigram_cross_entropy(log_p, [[eos, unseen]]),
+                        -(math.log(3 / total) + math.log(1 / total)) / 2, rel_tol=1e-12)
