@@ -13,7 +13,8 @@ k = 0.1, and base with k = 0.1 as the paper also does): generative perplexity of
 under the judge and their unigram entropy, over held-out prompts (generation).
 
 Writes OUT/results.csv, OUT/results.md and OUT/tradeoff.png. A rerun reuses finished
-stages (trained models, NELBOs and generation results are kept in OUT).
+stages (trained models, NELBOs and generation results are kept in OUT; a rerun with other
+settings in the same OUT is refused).
 usage: python scripts/tradeoff_tiny.py [--out outputs/tradeoff_tiny] [--base_steps 600] [...]
 """
 import argparse
@@ -211,6 +212,17 @@ def main(argv=None):
     if not os.path.exists(os.path.join(args.tiny_dir, "model", "config.json")):
         ap.error(f"--tiny_dir {args.tiny_dir} has no model/config.json: run scripts/make_tiny.py --out {args.tiny_dir}")
     os.makedirs(args.out, exist_ok=True)
+    # Finished stages are reused, so they must have been made with these settings.
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    settings_file = os.path.join(args.out, "settings.json")
+    if os.path.exists(settings_file):
+        with open(settings_file) as f:
+            before = json.load(f)
+        if before != settings:
+            changed = ", ".join(f"--{k} {before.get(k)} -> {v}" for k, v in settings.items() if before.get(k) != v)
+            ap.error(f"{args.out} holds stages made with other settings ({changed}): use another --out or delete it")
+    with open(settings_file, "w") as f:
+        json.dump(settings, f, indent=1)
 
     base = train(args, "base", "mdm", args.base_steps)
     dirs = {"base": base, "mdm": train(args, "mdm", "mdm", args.continue_steps, init=base),

@@ -79,6 +79,9 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
     # a rerun reuses every finished stage: no training, no generation
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "=== training" not in again.stdout
+    # ... and refuses to mix stages made with other settings
+    other = subprocess.run(cmd + ["--continue_steps", "3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and "--continue_steps 2 -> 3" in other.stderr
 
     # The report's NELBO is the trainer's evaluation on a seeded random sample of validation
     # blocks (not the first ones), the same on every call; the unigram model scores those blocks.
