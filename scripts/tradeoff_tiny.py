@@ -4,16 +4,17 @@ Stands in for the paper's experiment (LLaDA-8B-Base continued for 600 steps with
 masked loss or with XDLM, k = 0.1), on the tiny default's data and model shape:
   base    a tiny masked diffusion model (k = 0) trained from scratch (the "LLaDA-8B-Base");
   mdm     base continued for --continue_steps with the masked loss (k = 0);
-  xdm     base continued for --continue_steps with XDLM (k = 0.1);
+  xdm     base continued for --continue_steps with XDLM (k = 0.1), and with k = 0.5;
   judge   a tiny autoregressive model (--training_method ar) that scores the samples.
 Every stage is llada_cpt.py in a subprocess. For each model: the validation NELBO on the
 trainer's fixed mask-rate grid under its own loss (understanding, tiny_report.validation_nelbo),
 and generation with generate.generate at each step count (base and mdm with k = 0, xdm with
-k = 0.1, and base with k = 0.1 as the paper also does): generative perplexity of the samples
+k = 0.1 (0.5), and base with k = 0.1 as the paper also does): generative perplexity of the samples
 under the judge and their unigram entropy, over held-out prompts (generation).
 
 Writes OUT/results.csv, OUT/results.md and OUT/tradeoff.png. A rerun reuses finished
-stages (trained models, NELBOs and generation results are kept in OUT).
+stages (trained models, NELBOs and generation results are kept in OUT; a rerun with other
+settings in the same OUT is refused).
 usage: python scripts/tradeoff_tiny.py [--out outputs/tradeoff_tiny] [--base_steps 600] [...]
 """
 import argparse
@@ -33,10 +34,12 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from generate import generate  # noqa: E402
 from tiny_report import validation_nelbo  # noqa: E402
 
-# (row name, model, training method it was trained with, sampler k)
-ROWS = (("base", "base", "mdm", 0.0), ("base (k=0.1 sampler)", "base", "mdm", 0.1),
-        ("mdm", "mdm", "mdm", 0.0), ("xdm", "xdm", "xdm", 0.1))
-FIELDS = ("model", "train_k", "sampler_k", "nelbo", "steps", "gen_ppl", "entropy")
+# model -> the k it is trained with (0: LLaDA's masked loss, --training_method mdm)
+TRAIN_K = {"base": 0.0, "mdm": 0.0, "xdm": 0.1, "xdm_k0.5": 0.5}
+# (row name, model, sampler k)
+ROWS = (("base", "base", 0.0), ("base (k=0.1 sampler)", "base", 0.1), ("mdm", "mdm", 0.0),
+        ("xdm", "xdm", 0.1), ("xdm (k=0.5)", "xdm_k0.5", 0.5))
+FIELDS = ("model", "trained", "train_k", "sampler_k", "nelbo", "steps", "gen_ppl", "entropy")
 
 
 # ---------------------------------------------------------------------------
@@ -107,10 +110,11 @@ def cached(path, compute):
     return value
 
 
-def nelbo(args, name, model_dir, method):
+def nelbo(args, name, model_dir, k):
     def compute():
+        method, extra = ("mdm", ()) if k == 0 else ("xdm", ("--xdlm_k", str(k)))
         metrics, _ = validation_nelbo(model_dir, args.tiny_dir, os.path.join(args.out, f"eval_{name}"), method,
-                                      args.block_size, args.eval_blocks)
+                                      args.block_size, args.eval_blocks, extra=extra)
         return metrics["eval_nelbo"]
     return cached(os.path.join(args.out, f"nelbo_{name}.json"), compute)
 
@@ -168,7 +172,7 @@ def write_outputs(args, rows):
     ax.set_ylabel("generative perplexity (AR judge), lower is better")
     ax.grid(alpha=0.3)
     ax.legend()
-    trained = list(dict.fromkeys((r["model"].split(" ")[0], r["nelbo"]) for r in rows))
+    trained = list(dict.fromkeys((r["trained"], r["nelbo"]) for r in rows))
     bx.bar([t[0] for t in trained], [t[1] for t in trained], color="tab:gray")
     bx.set_ylim(min(t[1] for t in trained) * 0.95, max(t[1] for t in trained) * 1.02)
     bx.set_ylabel("validation NELBO (nats/token), lower is better")
@@ -211,13 +215,24 @@ def main(argv=None):
     if not os.path.exists(os.path.join(args.tiny_dir, "model", "config.json")):
         ap.error(f"--tiny_dir {args.tiny_dir} has no model/config.json: run scripts/make_tiny.py --out {args.tiny_dir}")
     os.makedirs(args.out, exist_ok=True)
+    # Finished stages are reused, so they must have been made with these settings.
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    settings_file = os.path.join(args.out, "settings.json")
+    if os.path.exists(settings_file):
+        with open(settings_file) as f:
+            before = json.load(f)
+        if before != settings:
+            changed = ", ".join(f"--{k} {before.get(k)} -> {v}" for k, v in settings.items() if before.get(k) != v)
+            ap.error(f"{args.out} holds stages made with other settings ({changed}): use another --out or delete it")
+    with open(settings_file, "w") as f:
+        json.dump(settings, f, indent=1)
 
     base = train(args, "base", "mdm", args.base_steps)
     dirs = {"base": base, "mdm": train(args, "mdm", "mdm", args.continue_steps, init=base),
-            "xdm": train(args, "xdm", "xdm", args.continue_steps, init=base, k=0.1)}
+            "xdm": train(args, "xdm", "xdm", args.continue_steps, init=base, k=0.1),
+            "xdm_k0.5": train(args, "xdm_k0.5", "xdm", args.continue_steps, init=base, k=0.5)}
     judge_dir = train(args, "judge", "ar", args.judge_steps)
-    methods = {"base": "mdm", "mdm": "mdm", "xdm": "xdm"}
-    nelbos = {name: nelbo(args, name, d, methods[name]) for name, d in dirs.items()}
+    nelbos = {name: nelbo(args, name, d, TRAIN_K[name]) for name, d in dirs.items()}
 
     import transformers
 
@@ -229,7 +244,7 @@ def main(argv=None):
     torch.manual_seed(0)
     rows = []
     bar = tqdm(total=len(ROWS) * len(grid), desc="generation (rows x step counts)")
-    for row, model_name, method, k in ROWS:
+    for row, model_name, k in ROWS:
         model = load(dirs[model_name])
         for steps in grid:
             def compute():
@@ -237,7 +252,7 @@ def main(argv=None):
                 completion = out[:, args.prompt_length:]
                 return dict(gen_ppl=generative_perplexity(judge, prompts, completion), entropy=sample_entropy(completion))
             result = cached(os.path.join(args.out, f"gen_{model_name}_k{k}_s{steps}.json"), compute)
-            rows.append(dict(model=row, train_k=0.1 if method == "xdm" else 0.0, sampler_k=k,
+            rows.append(dict(model=row, trained=model_name, train_k=TRAIN_K[model_name], sampler_k=k,
                              nelbo=nelbos[model_name], steps=steps, **result))
             bar.update(1)
     bar.close()

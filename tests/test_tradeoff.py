@@ -69,8 +69,8 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(out, "results.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 4 * 2  # base, base at k = 0.1, mdm, xdm; two step counts
-    assert {r["model"] for r in rows} == {"base", "base (k=0.1 sampler)", "mdm", "xdm"}
+    assert len(rows) == 5 * 2  # base, base at k = 0.1, mdm, xdm, xdm at k = 0.5; two step counts
+    assert {r["model"] for r in rows} == {"base", "base (k=0.1 sampler)", "mdm", "xdm", "xdm (k=0.5)"}
     for r in rows:
         for key in ("nelbo", "gen_ppl", "entropy"):
             assert math.isfinite(float(r[key])) and float(r[key]) >= 0, (key, r)
@@ -79,6 +79,9 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
     # a rerun reuses every finished stage: no training, no generation
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "=== training" not in again.stdout
+    # ... and refuses to mix stages made with other settings
+    other = subprocess.run(cmd + ["--continue_steps", "3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and "--continue_steps 2 -> 3" in other.stderr
 
     # The report's NELBO is the trainer's evaluation on a seeded random sample of validation
     # blocks (not the first ones), the same on every call; the unigram model scores those blocks.
