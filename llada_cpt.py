@@ -839,8 +839,15 @@ def main(argv=None):
         mask_id=mask_id,
     )
 
-    if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    if training_args.do_train and reached_max_steps(checkpoint, training_args.max_steps):
+        # The Trainer would take one optimizer step past --max_steps from such a checkpoint (a
+        # relaunch after the run finished, or after a crash during the final save).
+        logger.warning(f"{checkpoint} already reached --max_steps {training_args.max_steps}: nothing is trained; "
+                       "its model is written as the final model (raise --max_steps to train on)")
+        save_checkpoint_as_final(trainer, checkpoint, model_args, tokenizer)
+    elif training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
         save_final(trainer, model_args, tokenizer)
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
@@ -852,6 +859,27 @@ def main(argv=None):
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     return trainer
+
+
+def reached_max_steps(checkpoint, max_steps):
+    if checkpoint is None or max_steps <= 0:
+        return False
+    with open(os.path.join(checkpoint, "trainer_state.json")) as f:
+        return json.load(f)["global_step"] >= max_steps
+
+
+def save_checkpoint_as_final(trainer, checkpoint, model_args, tokenizer):
+    """save_final's output from a checkpoint's weights, without a training step (and so without
+    a DeepSpeed engine: ZeRO-2 checkpoints hold the full model)."""
+    trainer._load_from_checkpoint(checkpoint)
+    if not trainer.is_world_process_zero():
+        return
+    out, model = trainer.args.output_dir, trainer.model
+    if model_args.with_lora:
+        model.save_pretrained(os.path.join(out, "adapter"))
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 def save_final(trainer, model_args, tokenizer):

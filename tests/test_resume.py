@@ -237,3 +237,22 @@ def test_an_incomplete_checkpoint_named_by_resume_from_checkpoint_is_refused(tmp
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
     with pytest.raises(ValueError, match="checkpoint-4 is incomplete"):
         llada_cpt.main(one_process_argv(text_file, llada_dir, "--resume_from_checkpoint", str(tmp_path / "checkpoint-4")))
+
+
+def test_a_relaunch_after_the_last_checkpoint_trains_no_step_past_max_steps(tmp_path, text_file, llada_dir,
+                                                                             one_process_reference):
+    """Killed after checkpoint-6 (= --max_steps) but before the final model was written: the
+    relaunch writes checkpoint-6's model as the final model. The Trainer on its own would take a
+    7th optimizer step from there."""
+    import shutil
+
+    shutil.copytree(one_process_reference / "out", tmp_path / "out")
+    os.remove(tmp_path / "out" / "model.safetensors")
+    log = launch(tmp_path, [sys.executable], one_process_argv(text_file, llada_dir))
+    assert "already reached --max_steps 6" in log
+    assert not os.path.exists(tmp_path / "draws" / "draws-0.jsonl")  # no training draw at all
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("checkpoint-"))[-1] == "checkpoint-6"
+    weights, ref = load_file(tmp_path / "out" / "model.safetensors"), load_file(one_process_reference / "out" / "model.safetensors")
+    assert weights.keys() == ref.keys()
+    for name in ref:
+        torch.testing.assert_close(weights[name], ref[name], rtol=0, atol=0)
