@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# XDLM's understanding / generation trade-off at tiny scale, on CPU (10 minutes on 2
+# XDLM's understanding / generation trade-off at tiny scale, on CPU (about 7 minutes on 2
 # idle cores): a masked-diffusion base, continued with the masked loss and with XDLM
 # (k = 0.1 and 0.5), an autoregressive judge; NELBO and generation at 4-64 steps. Writes
 # outputs/tradeoff_tiny/results.csv, results.md and tradeoff.png; a rerun reuses finished stages.
