@@ -376,11 +376,16 @@ def _chunk_xdlm(logits, noisy, clean, alpha_t, w, k, mask_id, with_grad):
     return loss.detach(), grad
 
 
+def _compute_dtype(hidden):
+    """The fused loss computes in float32, or float64 for float64 inputs (the tests' exact path)."""
+    return torch.float64 if hidden.dtype == torch.float64 else torch.float32
+
+
 def _fused_chunks(hidden, weight, noisy, clean, alpha_tok, loss_weight, k, mask_id, chunk_size, with_grad):
     """Over chunks of the positions that carry loss, yields (their rows, their hidden states
     [c, d], w h_t [c], and with_grad the gradient wrt their logits [c, N], else None). Each
     chunk's logits [c, N] are the only vocabulary-wide tensor alive."""
-    compute = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    compute = _compute_dtype(hidden)
     # Positions that carry no loss are skipped: weight 0 (prompts) and, at k = 0, unmasked ones.
     carries = loss_weight != 0
     if k == 0:
@@ -409,7 +414,7 @@ class _LinearXDLM(torch.autograd.Function):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = torch.zeros_like(hidden) if need_h else None
         grad_weight = torch.zeros_like(weight) if need_w else None
-        compute = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+        compute = _compute_dtype(hidden)
         total = torch.zeros((), dtype=compute, device=hidden.device)
         for idx, h, loss, grad in _fused_chunks(hidden, weight, noisy, clean, alpha_tok, loss_weight, k, mask_id,
                                                 chunk_size, with_grad=True):
@@ -473,7 +478,7 @@ def linear_xdlm_loss(hidden, lm_head_weight, noisy_ids, clean_ids, alpha_t, k, m
     with torch.autocast(hidden.device.type, enabled=False):
         if needs_grad:
             return _LinearXDLM.apply(*args)
-        compute = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+        compute = _compute_dtype(hidden)
         per_token = torch.zeros(T, dtype=compute, device=hidden.device)
         for idx, _, loss, _ in _fused_chunks(*args, with_grad=False):
             per_token.index_copy_(0, idx, loss)

@@ -10,7 +10,6 @@ usage: python scripts/tiny_report.py --model_dir outputs/tiny --tiny_dir .tiny [
 """
 import argparse
 import json
-import math
 import os
 import sys
 

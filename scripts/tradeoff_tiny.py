@@ -147,7 +147,7 @@ def write_outputs(args, rows):
     steps = sorted({r["steps"] for r in rows})
     models = list(dict.fromkeys(r["model"] for r in rows))
     by = {(r["model"], r["steps"]): r for r in rows}
-    lines = [f"| model | NELBO | " + " | ".join(f"{s} steps" for s in steps) + " |",
+    lines = ["| model | NELBO | " + " | ".join(f"{s} steps" for s in steps) + " |",
              "| --- | --- | " + " | ".join("---" for _ in steps) + " |"]
     for m in models:
         first = by[(m, steps[0])]
