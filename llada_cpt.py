@@ -206,9 +206,7 @@ class XDLMTrainer(Trainer):
             h = h if weight is None else h * weight
             return h.sum(1) if per_sample else h.sum()
         native = native_model(self.accelerator.unwrap_model(model))
-        hidden = model(input_ids=noisy, return_hidden=True).last_hidden_state
-        if native.config.scale_logits:
-            hidden = hidden * (1 / math.sqrt(native.config.d_model))
+        hidden = native.scaled_hidden(model(input_ids=noisy, return_hidden=True).last_hidden_state)
         args = (hidden, native.output_head_weight, noisy, input_ids, alpha, self.k, self.mask_id, weight)
         return linear_xdlm_loss(*args, reduction="none").sum(1) if per_sample else linear_xdlm_loss(*args)
 

@@ -253,11 +253,14 @@ class LLaDAModelLM(PreTrainedModel):
             x = block(x, cos, sin, attn_mask, causal)
         return self.model.transformer.ln_f(x)
 
+    def scaled_hidden(self, hidden):
+        """What the output head multiplies: the final hidden states, times 1/sqrt(d_model) when
+        the config has `scale_logits` (LLaDA's option). The forward, the fused loss and the
+        sampler all take logits as scaled_hidden(h) @ output_head_weight.T."""
+        return hidden * (1 / math.sqrt(self.config.d_model)) if self.config.scale_logits else hidden
+
     def logits_from_hidden(self, hidden):
-        logits = F.linear(hidden, self.output_head_weight)
-        if self.config.scale_logits:
-            logits = logits * (1 / math.sqrt(self.config.d_model))
-        return logits
+        return F.linear(self.scaled_hidden(hidden), self.output_head_weight)
 
     def forward(self, input_ids, attention_mask=None, causal=None, return_hidden=False):
         """Logits [B, L, N]; with return_hidden=True the final hidden states instead (for a fused

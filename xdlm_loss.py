@@ -200,10 +200,17 @@ def _phi(u):
     return torch.where(small, series, torch.log1p(u) - u / (1 + u))
 
 
+def drop_mask_logit(logits, mask_id):
+    """Sets the mask logit to -inf in place, so p(m) = 0 (the model never predicts the mask);
+    returns logits."""
+    logits[..., mask_id] = float("-inf")
+    return logits
+
+
 def _without_mask_logit(logits, mask_id):
     """float32 (float64 stays float64) copy of logits with the mask logit at -inf, so p(m) = 0."""
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    return logits.to(dtype).index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    return drop_mask_logit(logits.to(dtype, copy=True), mask_id)
 
 
 def masked_diffusion_loss(logits, noisy_ids, clean_ids, p_mask, mask_id):
@@ -392,8 +399,7 @@ def _fused_chunks(hidden, weight, noisy, clean, alpha_tok, loss_weight, k, mask_
         carries &= noisy == mask_id
     for idx in carries.nonzero().squeeze(1).split(chunk_size):
         h = hidden.index_select(0, idx)
-        logits = (h @ weight.t()).to(compute)
-        logits[:, mask_id] = float("-inf")
+        logits = drop_mask_logit((h @ weight.t()).to(compute), mask_id)
         w = loss_weight[idx].to(compute)
         if k == 0:
             loss, grad = _chunk_masked_ce(logits, clean[idx], 1 - alpha_tok[idx].to(compute), w, with_grad)
