@@ -24,9 +24,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_microbatch import LLADA_1B, TINY, largest_batch, step  # noqa: E402
+from bench_microbatch import TINY, largest_batch, step  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-from plan import GIB, Shape, activation_bytes, flops_per_token, loss_bytes  # noqa: E402
+from plan import GIB, LLADA_1B, Shape, activation_bytes, flops_per_token, loss_bytes  # noqa: E402
 
 K = 0.1  # the paper's XDLM mixing ratio
 # Dense bf16 peak TFLOP/s by device name, for MFU (SXM parts).

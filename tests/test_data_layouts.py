@@ -15,6 +15,7 @@ import pytest
 import torch
 import transformers
 
+import data
 import llada_cpt
 from llada_format import LLADA_CONFIG
 from local_data import write_fineweb_like, write_jsonl
@@ -50,12 +51,12 @@ def test_arrow_cache_folder_yields_the_texts_written(arrow_cache, corpus_texts, 
     with pytest.raises(ValueError, match="BuilderConfig 'sample-10BT' not found"):
         datasets.load_dataset(arrow_cache, "sample-10BT")
     args = data_args(dataset_name=arrow_cache, dataset_config_name="sample-10BT", streaming=streaming)
-    raw = llada_cpt.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
+    raw = data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     want = (datasets.IterableDataset if streaming else datasets.Dataset)
     assert isinstance(raw["train"], want) and list(raw) == ["train"]
     assert sorted(row["text"] for row in raw["train"]) == sorted(corpus_texts[:60])
     # the config is the only one cached: it may be left out
-    raw = llada_cpt.load_raw_datasets(data_args(dataset_name=arrow_cache, streaming=streaming),
+    raw = data.load_raw_datasets(data_args(dataset_name=arrow_cache, streaming=streaming),
                                       llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     assert len(list(raw["train"])) == 60
 
@@ -126,7 +127,7 @@ def test_a_folder_of_neither_layout_fails_naming_the_layouts(tmp_path, llada_dir
 def test_an_arrow_cache_without_the_config_asked_for_names_those_it_has(arrow_cache, llada_dir):
     args = data_args(dataset_name=arrow_cache, dataset_config_name="sample-100BT")
     with pytest.raises(ValueError, match=r"set --dataset_config_name to one of its configs \(sample-10BT\), got 'sample-100BT'"):
-        llada_cpt.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
+        data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
 
 
 # A stand-in for the configuration_llada.py / modeling_llada.py that LLaDA ships on the hub: its
@@ -250,10 +251,10 @@ def test_dropped_over_long_prompts_are_counted_in_the_log(tmp_path, llada_dir, t
     assert too_long == 3  # rows 1, 5 and 9
     args = data_args(train_file=write_jsonl(str(tmp_path / "pairs.jsonl"), rows), prompt_column="prompt",
                      streaming=streaming)
-    raw = llada_cpt.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
+    raw = data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     training_args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
-    caplog.set_level(logging.INFO, logger="llada_cpt")
-    blocks = list(llada_cpt.tokenize_and_pack(raw, tokenizer, args, block_size, training_args)["train"])
+    caplog.set_level(logging.INFO, logger="data")
+    blocks = list(data.tokenize_and_pack(raw, tokenizer, args, block_size, training_args)["train"])
     assert len(blocks) == 10 - too_long
     want = "dropped 3 of 10 (prompt, answer) pairs" + (" of a batch" if streaming else "")
     assert want in caplog.text, caplog.text

@@ -5,12 +5,14 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+import llada_cpt
 import plan
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 
@@ -21,6 +23,14 @@ def tiny_config(**kw):
     fields = dict(d_model=96, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=320, vocab_size=1000,
                   mask_token_id=999, max_sequence_length=256)
     return LLaDAConfig(**dict(fields, **kw))
+
+
+def lora_model_as_trained(cfg, r):
+    """The model llada_cpt.py trains for --with_lora --lora_r r (its default target modules)."""
+    torch.manual_seed(0)
+    model_args = llada_cpt.ModelArguments(config_name="unused", tokenizer_name="unused", with_lora=True, lora_r=r)
+    training_args = SimpleNamespace(deepspeed=None, bf16=False, fp16=False, gradient_checkpointing=False)
+    return llada_cpt.load_model(model_args, cfg, "xdm", training_args)
 
 
 def saved_bytes(model, ids):
@@ -67,13 +77,8 @@ def test_lora_activation_count_is_a_close_upper_bound(dtype):
     """With LoRA the frozen projections keep fewer inputs than the planner counts (it adds the
     adapters' tensors to the full model's): an upper bound, within 20%. Adapters in the model's
     dtype, as DeepSpeed casts them."""
-    from peft import LoraConfig, get_peft_model
-
     cfg = tiny_config()
-    torch.manual_seed(0)
-    model = get_peft_model(LLaDAModelLM(cfg), LoraConfig(
-        r=8, lora_dropout=0.05, target_modules=r".*\.blocks\.\d+\.(" + "|".join(plan.LORA_TARGETS) + ")",
-        bias="none")).to(dtype)
+    model = lora_model_as_trained(cfg, 8).to(dtype)
     model.train()
     ids = torch.randint(0, 999, (3, 40), generator=torch.Generator().manual_seed(1))
     measured = saved_bytes(model.base_model.model, ids)
@@ -108,11 +113,8 @@ def test_reads_a_llada_config_json(tmp_path):
 
 
 def test_lora_parameter_count_equals_peft():
-    from peft import LoraConfig, get_peft_model
-
     cfg = tiny_config()
-    model = get_peft_model(LLaDAModelLM(cfg), LoraConfig(
-        r=8, target_modules=r".*\.blocks\.\d+\.(" + "|".join(plan.LORA_TARGETS) + ")", bias="none"))
+    model = lora_model_as_trained(cfg, 8)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert plan.Shape.from_config(cfg).lora_params(8) == trainable
 

@@ -10,7 +10,7 @@ import types
 
 import torch
 
-import llada_cpt
+import data
 import tiny_report
 import tradeoff_tiny
 
@@ -95,7 +95,7 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
     tok = trainer.processing_class
     with open(os.path.join(tiny, "valid.jsonl")) as f:
         texts = [json.loads(line)["text"] for line in f]
-    every_block = llada_cpt._pack({"text": texts}, tok, "text", 32, tok.eos_token_id)["input_ids"]
+    every_block = data.pack_texts({"text": texts}, tok, "text", 32, tok.eos_token_id)["input_ids"]
     assert len(every_block) > 8 and all(b in every_block for b in sample[0]) and sample[0] != every_block[:8]
 
 

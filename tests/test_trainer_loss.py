@@ -11,6 +11,7 @@ import torch
 from transformers import TrainingArguments, default_data_collator
 
 import llada_cpt
+import xdlm_trainer
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 from xdlm_loss import autoregressive_loss, xdlm_loss
 
@@ -50,14 +51,14 @@ class CorruptSpy:
 
     def __init__(self, monkeypatch):
         self.calls = []
-        real = llada_cpt.corrupt
+        real = xdlm_trainer.corrupt
 
-        def spy(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, keep=None):
-            noisy = real(clean_ids, alpha_t, k, mask_id, vocab_size, generator=generator, keep=keep)
-            self.calls.append((clean_ids, alpha_t, keep, noisy))
+        def spy(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, prompt_mask=None):
+            noisy = real(clean_ids, alpha_t, k, mask_id, vocab_size, generator=generator, prompt_mask=prompt_mask)
+            self.calls.append((clean_ids, alpha_t, prompt_mask, noisy))
             return noisy
 
-        monkeypatch.setattr(llada_cpt, "corrupt", spy)
+        monkeypatch.setattr(xdlm_trainer, "corrupt", spy)
 
 
 @pytest.mark.parametrize("fused", [True, False])

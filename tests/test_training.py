@@ -14,6 +14,8 @@ import torch
 import transformers
 
 import llada_cpt
+import xdlm_trainer
+from checkpoints import CHECKPOINT_COMPLETE
 from local_data import write_fineweb_like, write_jsonl
 from xdlm_loss import MASK_RATE_EPS
 from xdlm_loss import corrupt as real_corrupt
@@ -95,7 +97,7 @@ def test_paper_script_under_zero2_with_two_processes_killed_then_relaunched_unch
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.time() + 900
-            while not (out / "checkpoint-1" / llada_cpt.CHECKPOINT_COMPLETE).exists():
+            while not (out / "checkpoint-1" / CHECKPOINT_COMPLETE).exists():
                 assert proc.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()[-4000:]
                 time.sleep(0.2)
         finally:
@@ -120,7 +122,7 @@ def test_lora_trains_adapters_on_lladas_modules_and_saves_a_merged_model(tmp_pat
 
     adapter = load_file(os.path.join(out, "adapter", "adapter_model.safetensors"))
     assert adapter and all("lora_" in n for n in adapter)
-    for name in llada_cpt.LLADA_MODULES:
+    for name in llada_cpt.LORA_MODULES:
         assert any(f".blocks.1.{name}.lora_A" in n for n in adapter), name
     assert not any("transformer.ff_out.lora" in n for n in adapter)  # the output head keeps its weights
     merged = transformers.AutoModel.from_pretrained(out, dtype=torch.float32)
@@ -134,12 +136,12 @@ def test_conditional_data_never_noises_the_prompt(tmp_path, llada_dir, monkeypat
     data = write_jsonl(str(tmp_path / "pairs.jsonl"), rows)
     seen = []
 
-    def spy(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, keep=None):
-        noisy = real_corrupt(clean_ids, alpha_t, k, mask_id, vocab_size, generator=generator, keep=keep)
-        seen.append((clean_ids, keep, noisy))
+    def spy(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, prompt_mask=None):
+        noisy = real_corrupt(clean_ids, alpha_t, k, mask_id, vocab_size, generator=generator, prompt_mask=prompt_mask)
+        seen.append((clean_ids, prompt_mask, noisy))
         return noisy
 
-    monkeypatch.setattr(llada_cpt, "corrupt", spy)
+    monkeypatch.setattr(xdlm_trainer, "corrupt", spy)
     llada_cpt.main(base_args(str(tmp_path / "o"), data, llada_dir, "--prompt_column", "prompt"))
     assert seen
     for clean, keep, noisy in seen:
@@ -262,7 +264,7 @@ def test_k_and_stratified_flags_reach_the_loss(tmp_path, text_file, llada_dir, m
         seen.append((k, ((1 - alpha_t - MASK_RATE_EPS) / (1 - MASK_RATE_EPS)).tolist()))
         return real_corrupt(clean_ids, alpha_t, k, *a, **kw)
 
-    monkeypatch.setattr(llada_cpt, "corrupt", spy_corrupt)
+    monkeypatch.setattr(xdlm_trainer, "corrupt", spy_corrupt)
     for extra, k, stratified in [(["--xdlm_k", "0.3"], 0.3, True),
                                  (["--training_method", "mdm", "--stratified_t", "False"], 0.0, False)]:
         seen.clear()
