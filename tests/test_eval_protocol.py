@@ -10,7 +10,8 @@ import mmengine
 import pytest
 from mmengine.config import Config, ConfigDict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
+
 
 GSM8K = [  # question, answer in GSM8K's format (the number after "#### ")
     ("A baker makes 12 loaves a day for 3 days and sells 30 of them. How many loaves are left?",

@@ -14,11 +14,10 @@ from safetensors.torch import load_file
 
 import llada_cpt
 from checkpoints import CHECKPOINT_COMPLETE
+from helpers import ROOT, free_port
 from local_data import write_fineweb_like, write_jsonl
-from test_training import free_port
 from xdlm_loss import MASK_RATE_EPS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs llada_cpt.main(argv) and records every training draw (rank, step, micro-step, p_mask,
 # the clean block and its corruption) to DRAWS/draws-<rank>.jsonl as it happens. With
@@ -122,11 +121,6 @@ def assert_strata_covered_once(found, world, per_device, accumulation):
         assert all(abs(((t - u) % 1.0) * S - round(((t - u) % 1.0) * S)) < 1e-4 for t in ts), (step, ts)
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory, corpus_texts):
-    return write_jsonl(str(tmp_path_factory.mktemp("data") / "train.jsonl"), [{"text": t} for t in corpus_texts[:40]])
-
-
 def one_process_argv(data_file, model_dir, *extra):
     return ["--model_name_or_path", model_dir, "--train_file", data_file, "--block_size", "64",
             "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--do_train",
@@ -141,6 +135,7 @@ def one_process_reference(tmp_path_factory, text_file, llada_dir):
     return ref
 
 
+@pytest.mark.slow
 def test_one_process_killed_at_a_random_step_resumes_exactly(tmp_path, text_file, llada_dir, one_process_reference):
     step = random.Random(9).randint(2, 4)  # killed inside optimizer step step + 1, after checkpoint-2
     argv = one_process_argv(text_file, llada_dir)
@@ -152,6 +147,7 @@ def test_one_process_killed_at_a_random_step_resumes_exactly(tmp_path, text_file
     assert_strata_covered_once(draws(tmp_path), world=1, per_device=2, accumulation=2)
 
 
+@pytest.mark.slow
 def test_one_process_killed_while_writing_a_checkpoint_skips_it_and_resumes_exactly(
         tmp_path, text_file, llada_dir, one_process_reference):
     argv = one_process_argv(text_file, llada_dir, "--save_total_limit", "1")
@@ -168,6 +164,7 @@ def test_one_process_killed_while_writing_a_checkpoint_skips_it_and_resumes_exac
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-6"]  # the limit
 
 
+@pytest.mark.slow
 def test_zero2_two_processes_killed_while_writing_a_checkpoint_and_at_a_random_step_resume_exactly(
         tmp_path, corpus_texts, llada_dir):
     """Two CPU processes (torchrun, gloo), ZeRO-2, a streamed dataset. Rank 1 dies after the
@@ -239,6 +236,7 @@ def test_an_incomplete_checkpoint_named_by_resume_from_checkpoint_is_refused(tmp
         llada_cpt.main(one_process_argv(text_file, llada_dir, "--resume_from_checkpoint", str(tmp_path / "checkpoint-4")))
 
 
+@pytest.mark.slow
 def test_a_relaunch_after_the_last_checkpoint_trains_no_step_past_max_steps(tmp_path, text_file, llada_dir,
                                                                              one_process_reference):
     """Killed after checkpoint-6 (= --max_steps) but before the final model was written: the
