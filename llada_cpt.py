@@ -340,12 +340,13 @@ def check_remote_code(name, config_dict):
                                  "in the folder; copy the checkpoint's code files there or use --model_implementation native")
 
 
-def load_config(model_args):
-    name, config_dict = config_file(model_args)
+def load_config(model_args, config_dict=None):
+    """The model config (config_dict: config_file's, if already read)."""
+    name, config_dict = (model_args.config_name or model_args.model_name_or_path, config_dict) if config_dict else config_file(model_args)
     hub = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     if config_dict.get("model_type") == "llada" and model_args.model_implementation == "native":
         # The auto_map pointers at LLaDA's own code files stay (see modeling_llada.LLADA_AUTO_MAP).
-        return LLaDAConfig.from_pretrained(name, **hub)
+        return LLaDAConfig.from_dict(config_dict)
     remote_config = config_dict.get("auto_map", {}).get("AutoConfig")
     if model_args.model_implementation == "remote":
         check_remote_code(name, config_dict)
@@ -394,11 +395,11 @@ def load_config_and_tokenizer(model_args, data_args, xdlm_args):
     """(config, tokenizer, mask id, block size), checked against each other; decides the fused
     loss's default (on wherever it applies: the native LLaDA model)."""
     name, config_dict = config_file(model_args)
-    config = load_config(model_args)
+    config = load_config(model_args, config_dict)
     layers = getattr(config, "n_layers", getattr(config, "num_hidden_layers", None))
     if layers is not None and layers < 1:
         raise ValueError(f"the model config {name} has {layers} layers: a model needs at least one")
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path, config=config,
                                               cache_dir=model_args.cache_dir, revision=model_args.model_revision,
                                               token=model_args.token, trust_remote_code=model_args.trust_remote_code)
     if "mask_token_id" not in config_dict:
@@ -545,6 +546,7 @@ def setup_logging(training_args, xdlm_args):
     for module_logger in (logger, logging.getLogger("data"), logging.getLogger("checkpoints")):
         module_logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
+    datasets.utils.logging.disable_propagation()  # it prints with its own handler, as transformers does: each line once
     transformers.utils.logging.set_verbosity(log_level)
     set_wandb_defaults(training_args)
     logger.info(f"process {training_args.process_index}/{training_args.world_size}, device {training_args.device}, "

@@ -24,6 +24,6 @@ exec .venv/bin/deepspeed "${LAUNCH[@]}" llada_cpt.py --deepspeed ds_zero2_bf16_c
   --block_size 4096 --per_device_train_batch_size 1 --do_train --output_dir "$OUT" \
   --bf16 --gradient_accumulation_steps 64 --lr_scheduler_type constant_with_warmup --learning_rate 2e-5 \
   --weight_decay 0.1 --max_grad_norm 1.0 --warmup_steps 100 --logging_steps 2 --save_steps 100 --save_total_limit 3 \
-  --max_steps 1000 --dataloader_num_workers 4 --preprocessing_num_workers 16 --report_to wandb \
+  --max_steps 1000 --dataloader_num_workers 4 --report_to wandb \
   --remove_unused_columns False --ddp_find_unused_parameters False --load_best_model_at_end False \
   --training_method xdm --trust_remote_code True "$@"

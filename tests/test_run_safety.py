@@ -368,3 +368,44 @@ def test_a_damaged_checkpoint_names_the_file_and_the_way_back_to_the_previous_on
     assert checkpoints.prepare_output_dir(args[3], checkpoints.run_identity(*args)) == os.path.join(out, "checkpoint-1")
     with pytest.raises(ValueError, match=f"--resume_from_checkpoint {os.path.join(out, 'checkpoint-1')}"):
         llada_cpt.main(argv + ["--resume_from_checkpoint", aside])  # the explicit way names the flag
+
+
+# --- logs and leftovers ------------------------------------------------------------------------
+
+class ModelBuildReached(Exception):
+    pass
+
+
+def test_the_paper_launchers_flags_trigger_no_warning_of_ours(tmp_path, llada_dir, corpus_texts, monkeypatch, caplog):
+    """The flags scripts/train_llada_xdlm.sh passes to llada_cpt.py (DeepSpeed's config left out:
+    it needs the launcher), on a local stand-in of its dataset, up to the model build."""
+    import shlex
+
+    from local_data import write_fineweb_like
+
+    script = open(os.path.join(ROOT, "scripts", "train_llada_xdlm.sh")).read()
+    flags = shlex.split(script.split("llada_cpt.py", 1)[1].split('"$@"')[0].replace("\\\n", " "))
+    values = {"$LLADA": llada_dir, "$DATA": write_fineweb_like(str(tmp_path / "fineweb"), corpus_texts[:40]),
+              "$OUT": str(tmp_path / "checkpoints")}
+    flags = [values.get(f, f) for f in flags]
+    i = flags.index("--deepspeed")
+    argv = flags[:i] + flags[i + 2:] + ["--max_steps", "2", "--block_size", "128"]
+
+    def reached(*args, **kwargs):
+        raise ModelBuildReached
+
+    monkeypatch.setattr(llada_cpt, "load_model", reached)
+    with caplog.at_level("WARNING"), pytest.raises(ModelBuildReached):
+        llada_cpt.main(argv)
+    ours = [r for r in caplog.records if r.name in ("llada_cpt", "__main__", "data", "checkpoints") and r.levelno >= 30]
+    assert not ours, [r.getMessage() for r in ours]
+
+
+def test_the_model_config_is_read_and_printed_once(tmp_path, text_file, llada_dir, caplog):
+    model_args, data_args, xdlm_args, training_args = llada_cpt.parse_args(tiny_args(str(tmp_path / "out"), llada_dir, text_file))
+    llada_cpt.setup_logging(training_args, xdlm_args)
+    with caplog.at_level("INFO"):
+        llada_cpt.load_config_and_tokenizer(model_args, data_args, xdlm_args)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("loading configuration file") for m in messages) == 1, messages
+    assert sum(m.startswith("Model config") for m in messages) == 1, messages
