@@ -2,7 +2,8 @@
 # The embedded tiny default: XDLM (k = 0.1) training of a few-million-parameter LLaDA-
 # architecture model from scratch on the Python standard library's source, on CPU,
 # offline, in a few minutes (1500 steps: well past the point where it starts to use context).
-# Extra flags pass through to llada_cpt.py and override.
+# Extra flags pass through to llada_cpt.py and override. A few-minute run keeps no
+# checkpoints, so a rerun trains afresh and leaves no previous-<time>/ copies behind.
 #   usage: bash scripts/train_tiny.sh [--max_steps 40] [--output_dir DIR] [...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ done
   --block_size 64 --per_device_train_batch_size 32 \
   --learning_rate 1e-3 --weight_decay 0.0 --max_grad_norm 1.0 \
   --lr_scheduler_type constant_with_warmup --warmup_steps 20 --max_steps 1500 \
-  --logging_steps 1 --save_steps 500 --save_total_limit 1 \
+  --logging_steps 1 --save_strategy no \
   --do_train --output_dir "$OUT" --overwrite_output_dir --report_to none \
   --dataloader_num_workers 0 --seed 0 \
   "$@"

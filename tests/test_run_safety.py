@@ -409,3 +409,19 @@ def test_the_model_config_is_read_and_printed_once(tmp_path, text_file, llada_di
     messages = [r.getMessage() for r in caplog.records]
     assert sum(m.startswith("loading configuration file") for m in messages) == 1, messages
     assert sum(m.startswith("Model config") for m in messages) == 1, messages
+
+
+def test_a_quick_start_rerun_trains_again_without_piling_up_copies(tmp_path, text_file, llada_dir):
+    """scripts/train_tiny.sh's flags for llada_cpt.py, twice into one output folder."""
+    import shlex
+
+    script = open(os.path.join(ROOT, "scripts", "train_tiny.sh")).read()
+    flags = shlex.split(script.split('"$PY" llada_cpt.py', 1)[1].split('"$@"')[0].replace("\\\n", " "))
+    out = str(tmp_path / "tiny")
+    values = {"$TINY/model": llada_dir, "$TINY/train.jsonl": text_file, "$OUT": out}
+    argv = [values.get(f, f) for f in flags] + ["--max_steps", "2", "--per_device_train_batch_size", "2", "--plot_loss", "False"]
+    for _ in range(2):
+        trainer = llada_cpt.main(argv)
+        assert [e["step"] for e in trainer.state.log_history if "loss" in e] == [1, 2]  # trained from step 0 again
+    assert not [n for n in os.listdir(out) if n.startswith(("previous-", "checkpoint-"))], os.listdir(out)
+    assert os.path.isfile(os.path.join(out, "model.safetensors"))
