@@ -85,14 +85,19 @@ def output_dir_claimed(training_args):
         yield
         return
     f = open(os.path.join(out, LOCK_FILE), "a+")
+    locked = False
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = True
     except BlockingIOError:
         f.seek(0)
         holder = f.read().strip() or "a process that has not written its name yet"
         f.close()
         raise RuntimeError(f"--output_dir {out} is in use by another training run ({holder}); one run per output "
                            "folder: wait for it to end, stop it, or give another --output_dir") from None
+    except OSError as e:  # e.g. Lustre mounted without flock support
+        logger.warning(f"--output_dir {out}: its filesystem takes no locks ({e.strerror}), so nothing stops a second "
+                       "run from training into it at the same time")
     try:
         f.seek(0)
         f.truncate()
@@ -100,7 +105,8 @@ def output_dir_claimed(training_args):
         f.flush()
         yield
     finally:
-        fcntl.flock(f, fcntl.LOCK_UN)
+        if locked:
+            fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
 
 
