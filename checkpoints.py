@@ -231,7 +231,8 @@ def check_same_run(checkpoint, identity, world_size, explicit):
     """Refuses to continue `checkpoint` under settings that define another run, listing each
     difference; a checkpoint from before run settings were recorded is checked for LoRA only."""
     is_lora = os.path.isfile(os.path.join(checkpoint, "adapter_config.json"))
-    ways = ("drop --resume_from_checkpoint, or give the settings it was trained with" if explicit else
+    ways = ("drop --resume_from_checkpoint, or give the settings it was trained with (to start a new run from its "
+            "weights, pass it as --model_name_or_path)" if explicit else
             "to start a new run instead, give a new --output_dir, or add --overwrite_output_dir (moves the "
             "checkpoints aside); to continue it, relaunch with its settings")
     path = os.path.join(checkpoint, RUN_FILE)

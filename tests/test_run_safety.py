@@ -425,3 +425,17 @@ def test_a_quick_start_rerun_trains_again_without_piling_up_copies(tmp_path, tex
         assert [e["step"] for e in trainer.state.log_history if "loss" in e] == [1, 2]  # trained from step 0 again
     assert not [n for n in os.listdir(out) if n.startswith(("previous-", "checkpoint-"))], os.listdir(out)
     assert os.path.isfile(os.path.join(out, "model.safetensors"))
+
+
+def test_a_world_size_change_only_warns(finished_run, caplog):
+    """The checkpoint's own settings with another world size: resumable, with the documented warning."""
+    out, _ = finished_run
+    checkpoint = os.path.join(out, "checkpoint-2")
+    with open(os.path.join(checkpoint, checkpoints.RUN_FILE)) as f:
+        recorded = json.load(f)
+    assert recorded["world_size"] == 1
+    with caplog.at_level("WARNING"):
+        checkpoints.check_same_run(checkpoint, dict(recorded, world_size=8), 8, explicit=False)
+    assert "written by 1 processes, resumed by 8" in caplog.text
+    with pytest.raises(ValueError, match="seed: 0 in the checkpoint, 1 now"):
+        checkpoints.check_same_run(checkpoint, dict(recorded, world_size=8, seed=1), 8, explicit=False)
