@@ -157,7 +157,7 @@ def check_undamaged(checkpoint, explicit):
                 if name.endswith(".safetensors"):
                     with safe_open(path, "pt"):
                         pass
-                elif name.endswith((".pt", ".pth", ".bin")):
+                elif name.endswith((".pt", ".pth", ".bin")) and not legacy_torch_file(path):
                     zipfile.ZipFile(path).close()
                 elif name.endswith(".json"):
                     with open(path) as f:
@@ -167,11 +167,18 @@ def check_undamaged(checkpoint, explicit):
                                  f"{way_past(checkpoint, explicit)}") from None
 
 
+def legacy_torch_file(path):
+    """torch.save's pre-1.6 format (a bare pickle, no zip directory to check)."""
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
 def way_past(checkpoint, explicit):
     """How to resume from the complete checkpoint before `checkpoint` (which cannot be used)."""
     out = os.path.dirname(os.path.abspath(checkpoint))
-    earlier = [c for c in checkpoints_in(out) if is_complete(c) and c != os.path.abspath(checkpoint)
-               and int(c.rsplit("-", 1)[1]) < int(checkpoint.rstrip(os.sep).rsplit("-", 1)[1])]
+    step = re.search(r"-(\d+)$", checkpoint.rstrip(os.sep))
+    step = int(step.group(1)) if step else math.inf
+    earlier = [c for c in checkpoints_in(out) if is_complete(c) and int(c.rsplit("-", 1)[1]) < step]
     if explicit:
         return (f"Resume from the previous complete checkpoint with --resume_from_checkpoint {earlier[-1]}" if earlier
                 else "There is no earlier complete checkpoint beside it: start afresh without --resume_from_checkpoint")
