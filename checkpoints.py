@@ -278,6 +278,18 @@ def is_out_of_space(error):
     return False
 
 
+def out_of_space_error(error, run_dir, doing):
+    """For a full disk: an OSError that says so, with the numbers needed to make room; else None."""
+    if not is_out_of_space(error):
+        return None
+    complete = [c for c in checkpoints_in(run_dir) if is_complete(c)]
+    last = (f"the last checkpoint, {complete[-1]}, takes {folder_bytes(complete[-1])} bytes"
+            if complete else "no checkpoint was saved before")
+    return OSError(errno.ENOSPC, f"no space left on the device of {run_dir} while {doing}: "
+                   f"{shutil.disk_usage(run_dir).free} bytes free; {last}. Make room (or lower --save_total_limit) "
+                   "and relaunch the same command: it resumes from the last complete checkpoint")
+
+
 def folder_bytes(folder):
     return sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(folder) for n in names)
 
@@ -338,39 +350,31 @@ class CheckpointingMixin:
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
             super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                with open(os.path.join(folder, RUN_FILE), "w") as f:
+                    json.dump(self.run_identity, f, indent=1)
+                with open(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"), "w") as f:
+                    f.write(f"{self.state.global_step}\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"), os.path.join(folder, CHECKPOINT_COMPLETE))
         except Exception as error:
-            self._discard_unfinished_save(folder, run_dir, error)
-            raise
+            self._discard_unfinished_save(folder, error)
+            raise out_of_space_error(error, run_dir, f"saving {folder}") or error
         finally:
             self.args.save_total_limit = limit
-        self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            with open(os.path.join(folder, RUN_FILE), "w") as f:
-                json.dump(self.run_identity, f, indent=1)
-            with open(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"), "w") as f:
-                f.write(f"{self.state.global_step}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"), os.path.join(folder, CHECKPOINT_COMPLETE))
             rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
-    def _discard_unfinished_save(self, folder, run_dir, error):
+    def _discard_unfinished_save(self, folder, error):
         """A save that failed is our own unfinished write, not a checkpoint: removed, so that a
-        relaunch does not keep it (and, on a full disk, fill the disk again at its next save).
-        Out of space is said in plain words, with the numbers needed to make room."""
+        relaunch does not keep it (and, on a full disk, fill the disk again at its next save)."""
         if os.path.isdir(folder) and not is_complete(folder):
             shutil.rmtree(folder, ignore_errors=True)
             logger.error(f"removed {folder}: the save of step {self.state.global_step} failed ({type(error).__name__}), "
                          f"and a folder without its {CHECKPOINT_COMPLETE} file is our unfinished write, not a checkpoint")
-        if not is_out_of_space(error):
-            return
-        complete = [c for c in checkpoints_in(run_dir) if is_complete(c)]
-        last = (f"the last checkpoint, {complete[-1]}, takes {folder_bytes(complete[-1])} bytes"
-                if complete else "no checkpoint was saved before")
-        raise OSError(errno.ENOSPC, f"no space left on the device of {run_dir} while saving {folder}: "
-                      f"{shutil.disk_usage(run_dir).free} bytes free; {last}. Make room (or lower --save_total_limit) "
-                      "and relaunch the same command: it resumes from the last complete checkpoint") from error
 
     def _save_rng_state(self, output_dir):
         super()._save_rng_state(output_dir)
@@ -396,7 +400,10 @@ class CheckpointingMixin:
         engine: ZeRO-2 checkpoints hold the full model)."""
         if not reached_max_steps(checkpoint, self.args.max_steps):
             metrics = self.train(resume_from_checkpoint=checkpoint).metrics
-            self.save_final(with_lora, tokenizer)
+            try:
+                self.save_final(with_lora, tokenizer)
+            except Exception as error:
+                raise out_of_space_error(error, self.args.output_dir, "writing the final model") or error
             return metrics
         logger.warning(f"{checkpoint} already reached --max_steps {self.args.max_steps}: nothing is trained; "
                        "its model is written as the final model (raise --max_steps to train on)")
