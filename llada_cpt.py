@@ -342,7 +342,9 @@ def check_remote_code(name, config_dict):
 
 def load_config(model_args, config_dict=None):
     """The model config (config_dict: config_file's, if already read)."""
-    name, config_dict = (model_args.config_name or model_args.model_name_or_path, config_dict) if config_dict else config_file(model_args)
+    name = model_args.config_name or model_args.model_name_or_path
+    if config_dict is None:
+        _, config_dict = config_file(model_args)
     hub = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     if config_dict.get("model_type") == "llada" and model_args.model_implementation == "native":
         # The auto_map pointers at LLaDA's own code files stay (see modeling_llada.LLADA_AUTO_MAP).
@@ -385,6 +387,7 @@ def resolve_mask_id(config, tokenizer, override):
         raise ValueError(f"mask token ids disagree: {found}; pass --mask_token_id to choose one")
     if others:
         logger.warning(f"--mask_token_id {override} overrides {others}")
+    logger.info(f"mask id {mask_id}, from {source}")
     N = model_vocab_size(config)
     if not 0 <= mask_id < N:
         raise ValueError(f"mask token id {mask_id} is outside the model's vocabulary [0, {N})")

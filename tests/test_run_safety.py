@@ -18,7 +18,7 @@ import transformers
 
 import checkpoints
 import llada_cpt
-from checkpoints import CHECKPOINT_COMPLETE, NonFiniteTraining
+from checkpoints import NonFiniteTraining
 from local_data import write_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
