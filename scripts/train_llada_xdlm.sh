@@ -4,7 +4,9 @@
 #   LLADA=/path/or/hub/id  OUT=./checkpoints  bash scripts/train_llada_xdlm.sh [extra flags]
 # Relaunching the same command after a crash resumes from the last complete checkpoint in
 # $OUT (the last 3 are kept). Add --overwrite_output_dir to start afresh: earlier checkpoints
-# are then moved to $OUT/previous-<time>/, never deleted.
+# are then moved to $OUT/previous-<time>/, never deleted. Another row of the paper (e.g.
+# --training_method mdm) needs its own OUT: a relaunch whose run-defining settings differ
+# from the checkpoint's is refused, listing the differences.
 # Machines: every GPU of this node by default; NUM_GPUS (per node), NUM_NODES and HOSTFILE
 # (DeepSpeed's hostfile, one "host slots=N" line per node) go to the deepspeed launcher.
 set -euo pipefail
