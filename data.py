@@ -8,6 +8,8 @@ import os
 from itertools import chain
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,13 @@ def load_raw_datasets(data_args, model_args, seed, need_validation):
         raw = datasets.load_dataset(builders.pop(), data_files=files, **hub)
     if "train" not in raw:
         raise ValueError(f"the dataset has no 'train' split (splits: {', '.join(raw.keys())})")
+    if not data_args.streaming:  # before a validation split reorders the rows
+        for split, ds in raw.items():
+            if split == "validation" and not need_validation:
+                continue
+            source = (f"--{split}_file {getattr(data_args, split + '_file')}" if not data_args.dataset_name
+                      else f"--dataset_name {data_args.dataset_name}, split {split}")
+            check_text_columns(ds, columns_read(ds.column_names, data_args, split), source)
     if "validation" not in raw and need_validation:
         if data_args.streaming:
             # Hold out the first texts of the stream for validation.
@@ -120,6 +129,35 @@ def load_raw_datasets(data_args, model_args, seed, need_validation):
             split = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
             raw["train"], raw["validation"] = split["train"], split["test"]
     return raw
+
+
+def columns_read(columns, data_args, split):
+    """The columns tokenization reads: (prompt, answer), or the text column (--text_column,
+    else 'text', else the only column)."""
+    if data_args.prompt_column:
+        wanted = [data_args.prompt_column, data_args.answer_column]
+    else:
+        wanted = [data_args.text_column or ("text" if "text" in columns or len(columns) != 1 else columns[0])]
+    for col in wanted:
+        if col not in columns:
+            hint = "" if data_args.prompt_column else "; set --text_column"
+            what = "column" if data_args.prompt_column else "text column"
+            raise ValueError(f"{what} {col!r} not in the {split} data (columns: {', '.join(columns)}){hint}")
+    return wanted
+
+
+def check_text_columns(ds, columns, source):
+    """Every value tokenization reads is a string; else the file (or dataset), row and column.
+    Read from the Arrow columns, without a pass over the rows in Python."""
+    for col in columns:
+        values = ds.data.column(col)
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            row = 0 if pa.types.is_null(values.type) else pc.index(pc.is_valid(values), True).as_py()
+            raise ValueError(f"{source}: row {row + 1} (counting from 1), column {col!r}: expected text (a string), got "
+                             f"{values[row].as_py()!r} (the column holds {values.type} values)")
+        if values.null_count:
+            row = pc.index(pc.is_null(values), True).as_py()
+            raise ValueError(f"{source}: row {row + 1} (counting from 1), column {col!r}: expected text (a string), got null")
 
 
 def first_row(ds, what):
@@ -139,17 +177,12 @@ def tokenize_and_pack(raw, tokenizer, data_args, block_size, training_args):
     out = {}
     for split, ds in raw.items():
         columns = list(first_row(ds, split).keys())
+        read = columns_read(columns, data_args, split)
         if data_args.prompt_column:
-            for col in (data_args.prompt_column, data_args.answer_column):
-                if col not in columns:
-                    raise ValueError(f"column {col!r} not in the {split} data (columns: {', '.join(columns)})")
             # Streamed batches are tokenized lazily in the dataloader workers: each batch logs its own drops.
             fn = lambda batch: pair_blocks(batch, tokenizer, data_args, block_size, eos, log_drops=data_args.streaming)  # noqa: E731
         else:
-            col = data_args.text_column or ("text" if "text" in columns or len(columns) != 1 else columns[0])
-            if col not in columns:
-                raise ValueError(f"text column {col!r} not in the {split} data (columns: {', '.join(columns)}); set --text_column")
-            fn = lambda batch, col=col: pack_texts(batch, tokenizer, col, block_size, eos)  # noqa: E731
+            fn = lambda batch, col=read[0]: pack_texts(batch, tokenizer, col, block_size, eos)  # noqa: E731
         kwargs = dict(batched=True, remove_columns=columns)
         if not data_args.streaming:
             kwargs.update(num_proc=data_args.preprocessing_num_workers, load_from_cache_file=not data_args.overwrite_cache,
@@ -163,16 +196,25 @@ def tokenize_and_pack(raw, tokenizer, data_args, block_size, training_args):
     return out
 
 
+def texts_of(batch, col):
+    """The column's texts; streamed data was not checked before (check_text_columns), so a value
+    that is not a string is named here."""
+    bad = [v for v in batch[col] if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"a streamed row's column {col!r}: expected text (a string), got {bad[0]!r}")
+    return batch[col]
+
+
 def pack_texts(batch, tokenizer, col, block_size, eos):
-    ids = [t + [eos] for t in tokenizer(batch[col], add_special_tokens=False)["input_ids"]]
+    ids = [t + [eos] for t in tokenizer(texts_of(batch, col), add_special_tokens=False)["input_ids"]]
     flat = list(chain.from_iterable(ids))
     n = len(flat) // block_size * block_size
     return {"input_ids": [flat[i:i + block_size] for i in range(0, n, block_size)]}
 
 
 def pair_blocks(batch, tokenizer, data_args, block_size, eos, log_drops=False):
-    prompts = tokenizer(batch[data_args.prompt_column], add_special_tokens=False)["input_ids"]
-    answers = tokenizer(batch[data_args.answer_column], add_special_tokens=False)["input_ids"]
+    prompts = tokenizer(texts_of(batch, data_args.prompt_column), add_special_tokens=False)["input_ids"]
+    answers = tokenizer(texts_of(batch, data_args.answer_column), add_special_tokens=False)["input_ids"]
     input_ids, prompt_mask = [], []
     for p, a in zip(prompts, answers):
         if len(p) >= block_size:  # no answer token fits, nothing to learn from: dropped (and counted)

@@ -7,9 +7,14 @@ masked loss, autoregressive). Data loading lives in data.py, checkpointing in ch
 Launch with `deepspeed llada_cpt.py --deepspeed ds_zero2_bf16_config_simp.json ...`,
 `torchrun`, or plain `python` for one process.
 """
+import dataclasses
+import json
 import logging
+import math
 import os
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -30,7 +35,7 @@ from transformers import (
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
-from checkpoints import prepare_output_dir
+from checkpoints import output_dir_claimed, prepare_output_dir, run_identity
 from data import LOCAL_FILE_FORMATS, builder_for, training_and_validation_blocks
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 from xdlm_trainer import OBJECTIVES, XDLMTrainer
@@ -50,6 +55,16 @@ def lora_target_pattern(modules):
 # ---------------------------------------------------------------------------
 # Arguments: everything that can be checked before loading data or weights
 # ---------------------------------------------------------------------------
+
+def require(ok, flag, value, allowed):
+    """A clear error for a flag whose value is out of range: the flag, the value and what is allowed."""
+    if not ok:
+        raise ValueError(f"--{flag} must be {allowed}, got {value!r}")
+
+
+def finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
 
 @dataclass
 class ModelArguments:
@@ -79,6 +94,9 @@ class ModelArguments:
             raise ValueError("give --model_name_or_path (continue a checkpoint) or --config_name (train from scratch)")
         if not (self.tokenizer_name or self.model_name_or_path):
             raise ValueError("give --tokenizer_name when training from scratch with --config_name")
+        require(self.lora_r >= 1, "lora_r", self.lora_r, "at least 1")
+        require(finite(self.lora_alpha) and self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "positive")
+        require(finite(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "in [0, 1)")
         unknown = sorted(set(self.lora_targets) - set(LORA_MODULES))
         if self.with_lora and (unknown or not self.lora_targets):
             raise ValueError(f"--lora_target_modules must be a comma-separated subset of {', '.join(LORA_MODULES)}, got {self.lora_target_modules!r}")
@@ -116,6 +134,13 @@ class DataTrainingArguments:
                     raise ValueError(f"--{name} {path} does not exist")
                 if builder_for(path) is None:
                     raise ValueError(f"--{name} must end in one of {LOCAL_FILE_FORMATS}, got {path}")
+                if os.path.isfile(path) and os.path.getsize(path) == 0:
+                    raise ValueError(f"--{name} {path} is empty: it must hold at least one text")
+        for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, name, value, "at least 1 (or left out)")
+        require(0 <= self.validation_split_percentage <= 100, "validation_split_percentage",
+                self.validation_split_percentage, "in [0, 100]")
         if self.block_size is not None and self.block_size < 2:
             raise ValueError(f"--block_size must be at least 2, got {self.block_size}")
         if self.shuffle_buffer_size is not None and not self.streaming:
@@ -166,24 +191,58 @@ class XDLMTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh: earlier checkpoint-* folders in output_dir are moved to output_dir/previous-<time>/ (nothing is deleted). Without it, training resumes from the last complete checkpoint."})
     use_cpu: Optional[bool] = field(default=None, metadata={"help": "Train on the CPU. Default: True when no GPU is visible (only then do DeepSpeed and the Trainer agree on the world size)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: the loss reads the prompt_mask data column."})
+    logging_nan_inf_filter: bool = field(default=False, metadata={"help": "Must stay False: losses are logged as they are, and training stops at the first non-finite loss or gradient norm."})
 
     def __post_init__(self):
         if self.use_cpu is None:
             self.use_cpu = not torch.cuda.is_available()
         if self.remove_unused_columns:
             raise ValueError("--remove_unused_columns must be False: the loss reads the prompt_mask data column")
+        if self.logging_nan_inf_filter:
+            raise ValueError("--logging_nan_inf_filter must be False: a non-finite loss stops the run instead of being hidden")
         if self.overwrite_output_dir and not self.do_train:
             raise ValueError("--overwrite_output_dir only matters with --do_train")
+        self.check_ranges()
         super().__post_init__()
+
+    def check_ranges(self):
+        """The numeric settings the Trainer would accept silently or fail on late (max_steps 0 trains
+        one step, a negative one trains whole epochs, nan turns clipping off)."""
+        require(self.max_steps == -1 or self.max_steps >= 1, "max_steps", self.max_steps,
+                "a positive number of optimizer steps, or -1 (the Trainer's value for 'train --num_train_epochs epochs')")
+        if self.max_steps == -1:
+            require(finite(self.num_train_epochs) and self.num_train_epochs > 0, "num_train_epochs",
+                    self.num_train_epochs, "positive when --max_steps is -1")
+        require(finite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "a positive number")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            require(getattr(self, name) >= 1, name, getattr(self, name), "at least 1")
+        require(finite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm,
+                "a number >= 0 (0: no clipping)")
+        require(finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        require(finite(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", self.warmup_steps,
+                "a number >= 0 (below 1: a fraction of the steps)")
+        for name in ("adam_beta1", "adam_beta2"):
+            require(finite(getattr(self, name)) and 0 <= getattr(self, name) < 1, name, getattr(self, name), "in [0, 1)")
+        require(finite(self.adam_epsilon) and self.adam_epsilon > 0, "adam_epsilon", self.adam_epsilon, "a positive number")
+        for name in ("logging_steps", "save_steps", "eval_steps"):
+            value = getattr(self, name)
+            require(value is None or (finite(value) and value > 0), name, value, "positive (below 1: a fraction of the steps)")
+        require(self.dataloader_num_workers >= 0, "dataloader_num_workers", self.dataloader_num_workers, "at least 0")
+        require(self.save_total_limit is None or self.save_total_limit >= 1, "save_total_limit", self.save_total_limit,
+                "at least 1 (or left out: keep every checkpoint)")
 
 
 def parse_args(argv):
     """The four argument dataclasses from the command line or from one JSON file; each checks
     itself in __post_init__, and check_flag_combinations what they only decide together. Where
     the fused loss cannot apply, its default becomes False here."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, XDLMArguments, XDLMTrainingArguments))
+    dataclass_types = (ModelArguments, DataTrainingArguments, XDLMArguments, XDLMTrainingArguments)
+    parser = HfArgumentParser(dataclass_types)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        args = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+        with open(argv[0]) as f:
+            values = json.load(f)
+        check_json_types(values, dataclass_types, argv[0])
+        args = parser.parse_dict(values)
     else:
         args = parser.parse_args_into_dataclasses(args=argv)
     check_flag_combinations(*args)
@@ -193,7 +252,56 @@ def parse_args(argv):
     return args
 
 
+def check_json_types(values, dataclass_types, path):
+    """A JSON file's values take the command line's types: a bool is a JSON bool ("false" is a
+    string, and a non-empty string would count as true), an int an int, a float a number, a
+    string a string; null only where the flag may be left out. Flags of other types (lists,
+    dicts, unions) are left to the parser."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold one JSON object of flag names and values")
+    flag_types = {}
+    for cls in dataclass_types:
+        hints = typing.get_type_hints(cls)
+        flag_types.update({f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init})
+    json_names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    for key, value in values.items():
+        expected = flag_types.get(key)
+        union = typing.get_origin(expected) in (typing.Union, types.UnionType)
+        options = set(typing.get_args(expected)) if union else {expected}
+        optional = type(None) in options
+        options.discard(type(None))
+        if len(options) != 1 or next(iter(options)) not in json_names or (value is None and optional):
+            continue
+        kind = next(iter(options))
+        ok = {bool: isinstance(value, bool),
+              int: isinstance(value, int) and not isinstance(value, bool),
+              float: isinstance(value, (int, float)) and not isinstance(value, bool),
+              str: isinstance(value, str)}[kind]
+        if not ok:
+            allowed = json_names[kind] + (" or null" if optional else "")
+            raise ValueError(f"{path}: \"{key}\" must be {allowed} (as on the command line), got {json.dumps(value)}")
+
+
+def check_source_is_not_destination(model_args, training_args):
+    """Training writes checkpoints and the final model into --output_dir: it must not be, or
+    contain, a folder the model, config or tokenizer is read from."""
+    out = os.path.realpath(training_args.output_dir)
+    for flag in ("model_name_or_path", "config_name", "tokenizer_name"):
+        source = getattr(model_args, flag)
+        if not (source and os.path.exists(source)):
+            continue  # a hub name
+        folder = os.path.realpath(source if os.path.isdir(source) else os.path.dirname(source))
+        if folder == out or folder.startswith(out.rstrip(os.sep) + os.sep):
+            raise ValueError(f"--output_dir {training_args.output_dir} {'is' if folder == out else 'contains'} the folder of "
+                             f"--{flag} {source}: training would overwrite what it reads; give another --output_dir")
+
+
 def check_flag_combinations(model_args, data_args, xdlm_args, training_args):
+    if training_args.do_train:
+        check_source_is_not_destination(model_args, training_args)
+    if model_args.torch_dtype == "auto" and not model_args.model_name_or_path:
+        raise ValueError("--torch_dtype auto takes the checkpoint's dtype, and training from scratch (no "
+                         "--model_name_or_path) has none: give bfloat16, float16 or float32")
     objective = xdlm_args.objective
     if xdlm_args.fused_loss and not (objective.fused_loss_applies and model_args.model_implementation == "native"):
         applies = " or ".join(name for name, o in OBJECTIVES.items() if o.fused_loss_applies)
@@ -209,15 +317,41 @@ def check_flag_combinations(model_args, data_args, xdlm_args, training_args):
 # Config, tokenizer, mask id, model
 # ---------------------------------------------------------------------------
 
-def load_config(model_args):
+def config_file(model_args):
+    """(the config's name or path, its config.json as a dict: what was actually given)."""
     name = model_args.config_name or model_args.model_name_or_path
+    config_dict, _ = PretrainedConfig.get_config_dict(name, cache_dir=model_args.cache_dir,
+                                                      revision=model_args.model_revision, token=model_args.token)
+    return name, config_dict
+
+
+def check_remote_code(name, config_dict):
+    """--model_implementation remote needs the checkpoint's own code: an auto_map in its config,
+    and (for a local folder) the code files it points at."""
+    auto_map = config_dict.get("auto_map") or {}
+    if not (auto_map.get("AutoConfig") and (auto_map.get("AutoModel") or auto_map.get("AutoModelForCausalLM"))):
+        raise ValueError(f"--model_implementation remote runs the checkpoint's own code, but {name}'s config has no "
+                         "auto_map for AutoConfig and AutoModel (no code ships with it); use --model_implementation native")
+    if os.path.isdir(name):
+        for pointer in auto_map.values():
+            module_file = pointer.split("--")[-1].rsplit(".", 1)[0] + ".py"
+            if not os.path.isfile(os.path.join(name, module_file)):
+                raise ValueError(f"--model_implementation remote: {name}'s config points at {module_file}, which is not "
+                                 "in the folder; copy the checkpoint's code files there or use --model_implementation native")
+
+
+def load_config(model_args, config_dict=None):
+    """The model config (config_dict: config_file's, if already read)."""
+    name = model_args.config_name or model_args.model_name_or_path
+    if config_dict is None:
+        _, config_dict = config_file(model_args)
     hub = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
-    config_dict, _ = PretrainedConfig.get_config_dict(name, **hub)
     if config_dict.get("model_type") == "llada" and model_args.model_implementation == "native":
         # The auto_map pointers at LLaDA's own code files stay (see modeling_llada.LLADA_AUTO_MAP).
-        return LLaDAConfig.from_pretrained(name, **hub)
+        return LLaDAConfig.from_dict(config_dict)
     remote_config = config_dict.get("auto_map", {}).get("AutoConfig")
-    if model_args.model_implementation == "remote" and remote_config:
+    if model_args.model_implementation == "remote":
+        check_remote_code(name, config_dict)
         # AutoConfig would pick the class registered for the model type (ours, for llada) over the
         # checkpoint's code even with trust_remote_code; a config of the checkpoint's own class then
         # also makes AutoModel take the checkpoint's model code.
@@ -238,16 +372,22 @@ def max_length(config):
 
 
 def resolve_mask_id(config, tokenizer, override):
-    """The mask id: the model config's and the tokenizer's must agree (and --mask_token_id with them)."""
-    sources = {"model config mask_token_id": getattr(config, "mask_token_id", None),
-               "tokenizer mask token": tokenizer.mask_token_id,
-               "--mask_token_id": override}
-    found = {k: v for k, v in sources.items() if v is not None}
+    """The mask id: --mask_token_id wins, then the model config's mask_token_id, then the
+    tokenizer's mask token. Only values actually given count (the caller sets the config's field
+    to None when its config.json has none): the config and the tokenizer must agree unless
+    --mask_token_id chooses, and then it is warned about."""
+    found = {"--mask_token_id": override, "the model config's mask_token_id": getattr(config, "mask_token_id", None),
+             "the tokenizer's mask token": tokenizer.mask_token_id}
+    found = {k: v for k, v in found.items() if v is not None}
     if not found:
         raise ValueError("no mask token id: the model config has no mask_token_id and the tokenizer no mask token; pass --mask_token_id")
-    if len(set(found.values())) > 1:
-        raise ValueError(f"mask token ids disagree: {found}")
-    mask_id = next(iter(found.values()))
+    source, mask_id = next(iter(found.items()))
+    others = {k: v for k, v in found.items() if v != mask_id}
+    if others and override is None:
+        raise ValueError(f"mask token ids disagree: {found}; pass --mask_token_id to choose one")
+    if others:
+        logger.warning(f"--mask_token_id {override} overrides {others}")
+    logger.info(f"mask id {mask_id}, from {source}")
     N = model_vocab_size(config)
     if not 0 <= mask_id < N:
         raise ValueError(f"mask token id {mask_id} is outside the model's vocabulary [0, {N})")
@@ -257,11 +397,18 @@ def resolve_mask_id(config, tokenizer, override):
 def load_config_and_tokenizer(model_args, data_args, xdlm_args):
     """(config, tokenizer, mask id, block size), checked against each other; decides the fused
     loss's default (on wherever it applies: the native LLaDA model)."""
-    config = load_config(model_args)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+    name, config_dict = config_file(model_args)
+    config = load_config(model_args, config_dict)
+    layers = getattr(config, "n_layers", getattr(config, "num_hidden_layers", None))
+    if layers is not None and layers < 1:
+        raise ValueError(f"the model config {name} has {layers} layers: a model needs at least one")
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path, config=config,
                                               cache_dir=model_args.cache_dir, revision=model_args.model_revision,
                                               token=model_args.token, trust_remote_code=model_args.trust_remote_code)
+    if "mask_token_id" not in config_dict:
+        config.mask_token_id = None  # a class default (LLaDAConfig: 126336) was never given
     mask_id = resolve_mask_id(config, tokenizer, xdlm_args.mask_token_id)
+    config.mask_token_id = mask_id  # the saved model says which id it was trained with
     native = isinstance(config, LLaDAConfig)
     if xdlm_args.fused_loss and not native:
         raise ValueError(f"--fused_loss needs the native LLaDA model; {config.model_type!r} is not one")
@@ -303,6 +450,8 @@ def load_model(model_args, config, training_method, training_args):
             model = AutoModel.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **kwargs)
     else:
         model = LLaDAModelLM(config) if native else AutoModel.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        if model_args.torch_dtype:  # ("auto" is refused from scratch: check_flag_combinations)
+            model = model.to(dtype)
         n = sum(p.numel() for p in model.parameters())
         logger.info(f"Training a new model from scratch: {n / 1e6:.2f}M parameters")
     if model_args.with_lora:
@@ -400,6 +549,7 @@ def setup_logging(training_args, xdlm_args):
     for module_logger in (logger, logging.getLogger("data"), logging.getLogger("checkpoints")):
         module_logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
+    datasets.utils.logging.disable_propagation()  # it prints with its own handler, as transformers does: each line once
     transformers.utils.logging.set_verbosity(log_level)
     set_wandb_defaults(training_args)
     logger.info(f"process {training_args.process_index}/{training_args.world_size}, device {training_args.device}, "
@@ -413,7 +563,13 @@ def main(argv=None):
     if data_args.streaming and data_args.preprocessing_num_workers:
         logger.warning("--streaming tokenizes in the --dataloader_num_workers workers; --preprocessing_num_workers "
                        "applies to non-streaming data only")
-    checkpoint = prepare_output_dir(training_args)
+    with output_dir_claimed(training_args):  # checked writable; with --do_train, locked until the run ends
+        return train_and_evaluate(model_args, data_args, xdlm_args, training_args)
+
+
+def train_and_evaluate(model_args, data_args, xdlm_args, training_args):
+    identity = run_identity(model_args, data_args, xdlm_args, training_args)
+    checkpoint = prepare_output_dir(training_args, identity)
     set_seed(training_args.seed)
 
     config, tokenizer, mask_id, block_size = load_config_and_tokenizer(model_args, data_args, xdlm_args)
@@ -421,7 +577,7 @@ def main(argv=None):
     model = load_model(model_args, config, xdlm_args.training_method, training_args)
     trainer = XDLMTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, data_collator=default_data_collator, xdlm_args=xdlm_args,
-                          mask_id=mask_id)
+                          mask_id=mask_id, run_identity=identity)
 
     trained = None
     if training_args.do_train:

@@ -82,9 +82,10 @@ class XDLMTrainer(CheckpointingMixin, Trainer):
     answer tokens (their eos padding included) for conditional data. Validation reports the
     NELBO (ar: the NLL) per loss position over the whole validation set."""
 
-    def __init__(self, *args, xdlm_args, mask_id, **kwargs):
+    def __init__(self, *args, xdlm_args, mask_id, run_identity=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.xdlm_args = xdlm_args
+        self.run_identity = run_identity or {}  # written into every checkpoint (CheckpointingMixin)
         self.objective = xdlm_args.objective
         self.mask_id = mask_id
         self.k = xdlm_args.k

@@ -14,7 +14,7 @@ TINY_TRAIN_FLAGS=(
   --training_method xdm --block_size 64 --per_device_train_batch_size 32
   --learning_rate 1e-3 --weight_decay 0.0 --max_grad_norm 1.0
   --lr_scheduler_type constant_with_warmup --warmup_steps 20 --max_steps 1500
-  --logging_steps 1 --save_steps 500 --save_total_limit 1
+  --logging_steps 1 --save_strategy no
   --do_train --overwrite_output_dir --report_to none --dataloader_num_workers 0 --seed 0
 )
 

@@ -2,7 +2,8 @@
 # The embedded tiny default: XDLM (k = 0.1) training of a few-million-parameter LLaDA-
 # architecture model from scratch on the Python standard library's source, on CPU,
 # offline, in a few minutes (1500 steps: well past the point where it starts to use context).
-# Extra flags pass through to llada_cpt.py and override.
+# Extra flags pass through to llada_cpt.py and override. A few-minute run keeps no
+# checkpoints, so a rerun trains afresh and leaves no previous-<time>/ copies behind.
 #   usage: bash scripts/train_tiny.sh [--max_steps 40] [--output_dir DIR] [...]
 source "$(dirname "$0")/common.sh"
 tiny_setup

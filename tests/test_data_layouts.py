@@ -71,7 +71,7 @@ def paper_argv(llada_dir, dataset, output_dir):
             "--bf16", "--gradient_accumulation_steps", "2", "--lr_scheduler_type", "constant_with_warmup",
             "--learning_rate", "2e-5", "--weight_decay", "0.1", "--max_grad_norm", "1.0", "--warmup_steps", "100",
             "--logging_steps", "1", "--save_steps", "100", "--max_steps", "2", "--dataloader_num_workers", "4",
-            "--preprocessing_num_workers", "16", "--report_to", "none", "--remove_unused_columns", "False",
+            "--report_to", "none", "--remove_unused_columns", "False",
             "--ddp_find_unused_parameters", "False", "--load_best_model_at_end", "False", "--training_method", "xdm",
             "--trust_remote_code", "True"]
 

@@ -169,7 +169,6 @@ BAD_INPUT = [
     (["--training_method", "ar", "--fused_loss", "True"], "--fused_loss applies to --training_method xdm or mdm"),
     (["--block_size", "1024"], "--block_size 1024 exceeds the model's maximum sequence length 256"),
     (["--block_size", "1"], "--block_size must be at least 2"),
-    (["--mask_token_id", "7"], "mask token ids disagree"),
     (["--text_column", "body"], "text column 'body' not in the train data"),
     (["--model_implementation", "remote"], "--trust_remote_code True"),
     (["--model_implementation", "remote", "--trust_remote_code", "True", "--training_method", "ar"], "--training_method ar needs causal attention"),
