@@ -18,7 +18,7 @@ block is exactly one independent document followed by its eos.
 Every training is llada_cpt.py in a subprocess; --jobs stages run at once, each on its own
 thread(s). Writes OUT/results.csv, OUT/results.md and OUT/fig1.png. A rerun reuses finished
 stages and refuses an OUT made with other settings.
-usage: python scripts/fig1_tiny.py [--out outputs/fig1_tiny] [--seeds 3] [--steps 600] [--jobs 2] [...]
+usage: python scripts/fig1_tiny.py [--out outputs/fig1_tiny] [--seeds 3] [--steps 800] [--jobs 2] [...]
 """
 import argparse
 import csv
@@ -26,6 +26,7 @@ import json
 import math
 import multiprocessing
 import os
+import resource
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -168,14 +169,22 @@ def evaluate(args, name, model_dir, train_k, confidence_ks, seed):
     return result
 
 
+def cpu_seconds():
+    """CPU time of this process and of its finished subprocesses (the trainer's)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_stage(args, stage, threads):
-    """One stage in a worker: its output (and the trainer's progress bar) goes to OUT/logs/NAME.log."""
+    """One stage in a worker: its output (and the trainer's progress bar) goes to OUT/logs/NAME.log.
+    Returns its wall-clock and CPU seconds (on idle cores with one thread a stage, the wall time
+    is about the CPU time)."""
     torch.set_num_threads(threads)
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     with open(os.path.join(args.out, "logs", stage["name"] + ".log"), "a") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        started = time.time()
+        started, cpu = time.time(), cpu_seconds()
         if stage["kind"] == "train":
             tradeoff_tiny.train(args, stage["name"], "mdm" if stage["k"] == 0 else "xdm", stage["steps"],
                                 init=stage["init"], k=None if stage["k"] == 0 else stage["k"], seed=stage["seed"])
@@ -183,7 +192,7 @@ def run_stage(args, stage, threads):
             result = evaluate(args, stage["model"], stage["model_dir"], stage["k"], stage["confidence_ks"], stage["seed"])
             with open(stage["result"], "w") as f:
                 json.dump(result, f)
-        return time.time() - started
+        return dict(wall_s=round(time.time() - started, 1), cpu_s=round(cpu_seconds() - cpu, 1))
 
 
 def stages(args):
@@ -240,7 +249,7 @@ def run_stages(args, todo):
                     pool.shutdown(cancel_futures=True)
                     sys.exit(f"stage {s['name']} failed ({e!r}); see {args.out}/logs/{s['name']}.log")
                 done.add(s["name"])
-                bar.set_postfix_str(f"{s['name']} {times[s['name']]:.0f}s")
+                bar.set_postfix_str(f"{s['name']} {times[s['name']]['wall_s']:.0f}s")
                 bar.update(1)
     bar.close()
     with open(os.path.join(args.out, "stage_times.json"), "a") as f:
@@ -406,8 +415,8 @@ def main(argv=None):
                     "(0 must be among them: part 3 continues the k = 0 models)")
     g = ap.add_argument_group("language")
     g.add_argument("--language_seed", type=int, default=0)
-    g.add_argument("--symbols", type=int, default=32, help=f"alphabet size (2 .. {len(SYMBOL_NAMES)})")
-    g.add_argument("--words", type=int, default=48)
+    g.add_argument("--symbols", type=int, default=24, help=f"alphabet size (2 .. {len(SYMBOL_NAMES)})")
+    g.add_argument("--words", type=int, default=24)
     g.add_argument("--word_min", type=int, default=3)
     g.add_argument("--word_max", type=int, default=6)
     g.add_argument("--successors", type=int, default=3, help="possible next words after each word")
@@ -420,10 +429,10 @@ def main(argv=None):
     g.add_argument("--d_model", type=int, default=64)
     g.add_argument("--n_layers", type=int, default=2)
     g.add_argument("--n_heads", type=int, default=4)
-    g.add_argument("--steps", type=int, default=600, help="training steps from scratch")
+    g.add_argument("--steps", type=int, default=800, help="training steps from scratch")
     g.add_argument("--continue_steps", type=int, default=None, help="continued pretraining steps (default --steps)")
     g.add_argument("--batch_size", type=int, default=32)
-    g.add_argument("--learning_rate", type=float, default=1e-3)
+    g.add_argument("--learning_rate", type=float, default=2e-3)
     g.add_argument("--warmup_steps", type=int, default=50)
     g = ap.add_argument_group("evaluation")
     g.add_argument("--eval_blocks", type=int, default=256, help="random validation blocks for the NELBO")
