@@ -229,7 +229,6 @@ def run_stages(args, todo):
         return
     threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // args.jobs))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)  # the trainer subprocesses too
-    times = {}
     bar = tqdm(total=len(pending), desc=f"stages ({args.jobs} at a time; logs in {args.out}/logs)")
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         running = {}
@@ -244,16 +243,16 @@ def run_stages(args, todo):
             for future in finished:
                 s = running.pop(future)
                 try:
-                    times[s["name"]] = future.result()
+                    times = future.result()
                 except BaseException as e:  # a worker's sys.exit or error: stop with its log's name
                     pool.shutdown(cancel_futures=True)
                     sys.exit(f"stage {s['name']} failed ({e!r}); see {args.out}/logs/{s['name']}.log")
                 done.add(s["name"])
-                bar.set_postfix_str(f"{s['name']} {times[s['name']]['wall_s']:.0f}s")
+                with open(os.path.join(args.out, "stage_times.jsonl"), "a") as f:
+                    f.write(json.dumps(dict(stage=s["name"], jobs=args.jobs, threads=threads, **times)) + "\n")
+                bar.set_postfix_str(f"{s['name']} {times['wall_s']:.0f}s")
                 bar.update(1)
     bar.close()
-    with open(os.path.join(args.out, "stage_times.json"), "a") as f:
-        f.write(json.dumps(times) + "\n")
 
 
 # ---------------------------------------------------------------------------
@@ -482,6 +481,7 @@ def main(argv=None):
     tradeoff_tiny.refuse_other_settings(ap, args, ignore=("out", "jobs", "tiny_dir", "k_values", "sample_grid",
                                                                  "completion_grid"))
 
+    started = time.time()
     source = source_of(args)
     floor = make_language(args, source)
     print(f"language: {args.words} words of {args.word_min}-{args.word_max} over {args.symbols} symbols, "
@@ -493,7 +493,8 @@ def main(argv=None):
     write_outputs(args, collect(args, floor), floor)
     with open(os.path.join(args.out, "results.md")) as f:
         print("\n" + f.read())
-    print(f"written: {args.out}/results.csv, results.md, fig1.png")
+    print(f"written: {args.out}/results.csv, results.md, fig1.png ({(time.time() - started) / 60:.1f} min; "
+          f"each stage's time in {args.out}/stage_times.jsonl)")
 
 
 if __name__ == "__main__":
