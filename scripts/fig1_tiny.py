@@ -370,6 +370,8 @@ def plot(args, get, floor, part2):
     ax.set_xlabel("validation NELBO (nats/token, own k), lower is better")
     ax.set_ylabel(f"gen-PPL at {at} steps (exact), lower is better")
     ax.set_title("from scratch (Fig. 1)")
+    for a in (ax, bx):
+        a.set_yscale("log")  # the data's own gen-PPL sits far below the models'
     bx.set_xscale("log", base=2)
     bx.set_xticks(args.sample_grid, [str(s) for s in args.sample_grid])
     bx.set_xlabel("sampling steps (ancestral, temperature 1)")

@@ -139,7 +139,7 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path):
            "--sample_steps", "2,12", "--prompts", "8", "--prompt_length", "4", "--completion_length", "8",
            "--completion_steps", "2,8"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(out, "results.csv")) as f:
         rows = list(csv.DictReader(f))
