@@ -8,7 +8,9 @@ minus the input gradients, which both paths must hold; it is reported as a fract
 the float32 logits [B, L, N]. Also checks that loss and gradients agree: a disagreement
 beyond the dtype's tolerance exits with status 1 (memory and time targets are only reported).
 
-usage: python scripts/bench_loss.py [--L 1024 --d 256 --N 126464 --k 0.1] [--device cuda]
+usage: python scripts/bench_loss.py [--L 1024 --d 256 --N 126464 --k 0.1] [--device cuda] [--json]
+(--json: one JSON object on stdout instead of the text, with per dtype the measured ratios,
+relative errors and the tolerance, for scripts/gpu_check.py and the tests)
 (on a GPU the peak is torch.cuda.max_memory_allocated; on CPU the process's peak RSS, VmHWM)
 """
 import argparse
@@ -112,6 +114,7 @@ def main():
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the text")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--dtype", help=argparse.SUPPRESS)
@@ -124,10 +127,15 @@ def main():
 
     import torch
 
+    sys.path.insert(0, ROOT)
+    from xdlm_loss import FUSED_LOSS_TOLERANCE
+
     logits_bytes = args.B * args.L * args.N * 4
-    print(f"B={args.B} L={args.L} d={args.d} N={args.N} k={args.k} on {args.device}; "
-          f"float32 logits = {logits_bytes / 2**20:.0f} MiB")
-    ok, parity = True, True
+    say = (lambda *a: None) if args.json else print
+    say(f"B={args.B} L={args.L} d={args.d} N={args.N} k={args.k} on {args.device}; "
+        f"float32 logits = {logits_bytes / 2**20:.0f} MiB")
+    ok, parity, report = True, True, dict(shape=dict(B=args.B, L=args.L, d=args.d, N=args.N, k=args.k),
+                                          device=args.device, logits_bytes=logits_bytes, dtypes={})
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in args.dtypes.split(","):
             res = {}
@@ -145,15 +153,22 @@ def main():
             errs = [abs(fus["loss"].item() / ref["loss"].item() - 1), rel(fus["gh"], ref["gh"]), rel(fus["gw"], ref["gw"])]
             mem_ratio = fus["transient"] / logits_bytes
             time_ratio = fus["time"] / ref["time"]
-            tol = 1e-5 if dtype == "float32" else 2e-2
-            print(f"{dtype}: transient memory reference {ref['transient'] / logits_bytes:.2f}x logits, "
-                  f"fused {mem_ratio:.3f}x logits (fused/reference {fus['transient'] / ref['transient']:.3f}; "
-                  f"target <= 0.25x logits); time fused/reference {time_ratio:.3f} (target <= 1.10); "
-                  f"relative error loss {errs[0]:.1e}, grad hidden {errs[1]:.1e}, grad weight {errs[2]:.1e} "
-                  f"(tolerance {tol:g})")
+            tol = FUSED_LOSS_TOLERANCE[dtype]
+            report["dtypes"][dtype] = dict(
+                reference_transient_over_logits=ref["transient"] / logits_bytes, fused_transient_over_logits=mem_ratio,
+                time_fused_over_reference=time_ratio, relative_error=dict(zip(("loss", "grad_hidden", "grad_head_weight"), errs)),
+                tolerance=tol)
+            say(f"{dtype}: transient memory reference {ref['transient'] / logits_bytes:.2f}x logits, "
+                f"fused {mem_ratio:.3f}x logits (fused/reference {fus['transient'] / ref['transient']:.3f}; "
+                f"target <= 0.25x logits); time fused/reference {time_ratio:.3f} (target <= 1.10); "
+                f"relative error loss {errs[0]:.1e}, grad hidden {errs[1]:.1e}, grad weight {errs[2]:.1e} "
+                f"(tolerance {tol:g})")
             parity &= max(errs) <= tol
             ok &= mem_ratio <= 0.25 and time_ratio <= 1.10
-    print("all targets met" if ok and parity else "some targets missed")
+    report.update(parity=parity, targets_met=ok and parity)
+    if args.json:
+        print(json.dumps(report))
+    say("all targets met" if ok and parity else "some targets missed")
     if not parity:
         sys.exit("fused and reference losses or gradients disagree beyond the tolerance")
 

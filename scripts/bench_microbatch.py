@@ -14,17 +14,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-from xdlm_loss import corrupt, linear_xdlm_loss, sample_mask_rate, xdlm_loss  # noqa: E402
+from plan import LLADA_1B  # noqa: E402
+from xdlm_loss import FUSED_LOSS_TOLERANCE, corrupt, linear_xdlm_loss, stratified_mask_rate, xdlm_loss  # noqa: E402
 
-# ~1.1B parameters with LLaDA's vocabulary (the embedding and head are 0.52B of them).
-LLADA_1B = dict(d_model=2048, n_layers=12, n_heads=16, n_kv_heads=16, mlp_hidden_size=5632, vocab_size=126464,
-                embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
 TINY = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=4096,
             embedding_size=4096, max_sequence_length=256, mask_token_id=4000)
-
-
-# Relative loss difference allowed between the two paths (the bf16 one as bench_loss.py's).
-TOLERANCE = {"float32": 1e-5, "bfloat16": 2e-2, "float16": 2e-2}
 
 
 def step(model, batch, L, k, fused, device, seed=0):
@@ -32,7 +26,8 @@ def step(model, batch, L, k, fused, device, seed=0):
     cfg = model.config
     g = torch.Generator(device=device).manual_seed(seed)
     ids = torch.randint(0, cfg.mask_token_id, (batch, L), device=device, generator=g)
-    alpha = 1 - sample_mask_rate(batch, stratified=True, device=device, generator=g)
+    u = torch.rand(1, generator=g, device=device)  # one offset: the batch's mask rates spread evenly
+    alpha = 1 - stratified_mask_rate(u, torch.arange(batch, device=device), batch)
     noisy = corrupt(ids, alpha, k, cfg.mask_token_id, cfg.embedding_size, generator=g)
     if fused:
         loss = linear_xdlm_loss(model.final_hidden(noisy), model.output_head_weight, noisy, ids, alpha, k,
@@ -66,7 +61,7 @@ def main():
     ap.add_argument("--L", type=int, default=None, help="sequence length (default: the model maximum)")
     ap.add_argument("--k", type=float, default=0.1)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--dtype", default="bfloat16", choices=sorted(TOLERANCE))
+    ap.add_argument("--dtype", default="bfloat16", choices=sorted(FUSED_LOSS_TOLERANCE))
     ap.add_argument("--max_batch", type=int, default=1024)
     ap.add_argument("--gradient_checkpointing", action="store_true")
     ap.add_argument("--tiny", action="store_true", help="a tiny configuration instead of ~1B (for a smoke run)")
@@ -83,8 +78,8 @@ def main():
     reference, fused = (step(model, 1, L, args.k, f, args.device) for f in (False, True))
     difference = abs(fused / reference - 1)
     print(f"loss at micro-batch 1, same batch and noise: reference {reference:.6g}, fused {fused:.6g}, "
-          f"relative difference {difference:.1e} (tolerance {TOLERANCE[args.dtype]:g})")
-    if not difference <= TOLERANCE[args.dtype]:
+          f"relative difference {difference:.1e} (tolerance {FUSED_LOSS_TOLERANCE[args.dtype]:g})")
+    if not difference <= FUSED_LOSS_TOLERANCE[args.dtype]:
         sys.exit("the fused and reference losses disagree")
     results = {}
     for fused in (False, True):

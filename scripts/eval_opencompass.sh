@@ -11,9 +11,7 @@
 #   e.g. one benchmark x one row x one step count:
 #     EVAL_ROWS=xdlm-k0.1 EVAL_STEPS=32 XDLM_CKPT=./checkpoints bash scripts/eval_opencompass.sh mbpp
 #   then the table and plot: python scripts/eval_report.py outputs/opencompass
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+source "$(dirname "$0")/common.sh"
 WORK=${EVAL_WORK_DIR:-outputs/opencompass}
 benchmarks=("$@")
 [ ${#benchmarks[@]} -gt 0 ] || benchmarks=(gsm8k math humaneval mbpp bbh)
@@ -24,5 +22,5 @@ for b in "${benchmarks[@]}"; do
   fi
 done
 for b in "${benchmarks[@]}"; do
-  .venv/bin/opencompass "opencompass_configs/eval_$b.py" -w "$WORK/$b"
+  "${OPENCOMPASS[@]}" "opencompass_configs/eval_$b.py" -w "$WORK/$b"
 done

@@ -2,17 +2,10 @@
 # OpenCompass end to end, offline, on the tiny checkpoint (trained for 40 steps first if
 # absent) and a small local dataset written here; prints OpenCompass's summary table.
 #   usage: bash scripts/eval_tiny.sh [CHECKPOINT_DIR] [WORK_DIR]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-PY=${PYTHON:-.venv/bin/python}
+source "$(dirname "$0")/common.sh"
 CKPT=${1:-outputs/tiny}
 WORK=${2:-outputs/eval_tiny}
-TINY=${TINY_DIR:-.tiny}
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-
-"$PY" scripts/make_tiny.py --out "$TINY"
+tiny_setup
 if [ ! -f "$CKPT/config.json" ]; then
   bash scripts/train_tiny.sh --max_steps 40 --output_dir "$CKPT" --do_eval False
 fi
@@ -20,7 +13,7 @@ mkdir -p "$WORK"
 export TINY_CKPT=$(cd "$CKPT" && pwd) TINY_EVAL_DATA=$(cd "$WORK" && pwd)/stdlib_next_line.jsonl
 
 # 40 held-out examples: four lines of code as context, the next non-empty line as answer.
-"$PY" - "$TINY/valid.jsonl" "$TINY_EVAL_DATA" <<'PYEOF'
+"$PYTHON" - "$TINY/valid.jsonl" "$TINY_EVAL_DATA" <<'PYEOF'
 import json, sys
 rows = []
 for line in open(sys.argv[1]):
@@ -33,7 +26,7 @@ with open(sys.argv[2], "w") as f:
 PYEOF
 
 cd "$WORK"
-"$ROOT/.venv/bin/opencompass" "$ROOT/opencompass_configs/eval_tiny.py" -w . --debug 2>&1 | tee opencompass.log
+"${OPENCOMPASS[@]}" "$ROOT/opencompass_configs/eval_tiny.py" -w . --debug 2>&1 | tee opencompass.log
 # OpenCompass exits 0 even when a task failed: insist on a numeric score in the summary.
 latest=$(ls -td -- */ | head -n 1)
 summary=$(ls "$latest"summary/summary_*.csv 2>/dev/null | head -n 1 || true)

@@ -24,9 +24,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_microbatch import LLADA_1B, TINY, largest_batch, step  # noqa: E402
+from bench_microbatch import TINY, largest_batch, step  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-from plan import GIB, Shape, activation_bytes, flops_per_token, loss_bytes  # noqa: E402
+from plan import GIB, LLADA_1B, Shape, activation_bytes, flops_per_token, loss_bytes  # noqa: E402
 
 K = 0.1  # the paper's XDLM mixing ratio
 # Dense bf16 peak TFLOP/s by device name, for MFU (SXM parts).
@@ -201,20 +201,21 @@ def main(argv=None):
 
     shape_loss = Shape(loss_d, 1, 1, 1, 1, fields["embedding_size"])
     cmd = [sys.executable, os.path.join(HERE, "bench_loss.py"), "--L", str(loss_L), "--d", str(loss_d),
-           "--N", str(fields["embedding_size"]), "--dtypes", "bfloat16", "--device", args.device, "--repeats", str(repeats)]
+           "--N", str(fields["embedding_size"]), "--dtypes", "bfloat16", "--device", args.device, "--repeats", str(repeats),
+           "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"bench_loss.py failed:\n{proc.stderr[-3000:]}")
-    line = proc.stdout.strip().splitlines()[1]  # "bfloat16: transient memory reference ..x logits, fused ..x logits ..."
+    bench = json.loads(proc.stdout)["dtypes"]["bfloat16"]
     logits = loss_L * fields["embedding_size"] * 4
     for fused in (True, False):
         # bench_loss counts the transient beyond the inputs and their two gradients.
         grads = 2 * loss_L * loss_d + 2 * fields["embedding_size"] * loss_d
         extra = loss_bytes(shape_loss, loss_L, 2, fused) - 2 * loss_L * loss_d - grads
-        measured = line.split("fused " if fused else "reference ", 1)[1].split("x")[0]
+        measured = f"{bench['fused_transient_over_logits' if fused else 'reference_transient_over_logits']:.3f}"
         rows.append((f"loss alone, L = {loss_L}, d = {loss_d}: transient / float32 logits, "
                      f"{'fused' if fused else 'reference'}", f"{extra / logits:.2f}", measured))
-    rows.append(("loss alone: time fused / reference", "", line.split("time fused/reference ")[1].split(" ")[0]))
+    rows.append(("loss alone: time fused / reference", "", f"{bench['time_fused_over_reference']:.3f}"))
 
     width = max(len(r[0]) for r in rows)
     print(f"| {'quantity':<{width}} | predicted | measured |")

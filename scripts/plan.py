@@ -21,9 +21,12 @@ from dataclasses import dataclass
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 2 ** 30
 
-# LLaDA-8B-Base's shape (its config.json), and the ~1.1B shape that scripts/bench_microbatch.py
-# and scripts/gpu_check.py run with random weights.
+# LLaDA-8B-Base's shape (its config.json), and the ~1.1B shape with LLaDA's vocabulary (the
+# embedding and head are 0.52B of it) that scripts/bench_microbatch.py and scripts/gpu_check.py
+# run with random weights.
 LLADA_8B = dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
+                embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
+LLADA_1B = dict(d_model=2048, n_layers=12, n_heads=16, n_kv_heads=16, mlp_hidden_size=5632, vocab_size=126464,
                 embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
 # Dense bf16 tensor-core peak (TFLOP/s, without sparsity) and memory of the GPUs the README plans for.
 GPUS = {
@@ -40,7 +43,6 @@ CONTEXT_GIB = 1.5
 FRAGMENTATION = 0.10
 # Adam in DeepSpeed's mixed precision: float32 master weights (4 bytes) + two float32 moments (8).
 MASTER_BYTES, ADAM_BYTES = 4, 8
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 
 
 @dataclass
@@ -116,9 +118,6 @@ def load_shape(model):
     if model == "llada-8b":
         return Shape.from_config(_llada_config(LLADA_8B))
     if model == "llada-1b":
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from bench_microbatch import LLADA_1B
-
         return Shape.from_config(_llada_config(LLADA_1B))
     path = os.path.join(model, "config.json") if os.path.isdir(model) else model
     if not os.path.isfile(path):

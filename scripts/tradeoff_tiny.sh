@@ -4,11 +4,6 @@
 # (k = 0.1 and 0.5), an autoregressive judge; NELBO and generation at 4-64 steps. Writes
 # outputs/tradeoff_tiny/results.csv, results.md and tradeoff.png; a rerun reuses finished stages.
 # Extra flags go to scripts/tradeoff_tiny.py, e.g. --out DIR --base_steps 800.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-TINY=${TINY_DIR:-.tiny}
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline}
-
-"$PY" scripts/make_tiny.py --out "$TINY"
-"$PY" scripts/tradeoff_tiny.py --tiny_dir "$TINY" "$@"
+source "$(dirname "$0")/common.sh"
+tiny_setup
+"$PYTHON" scripts/tradeoff_tiny.py --tiny_dir "$TINY" "$@"

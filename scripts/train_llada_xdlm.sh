@@ -7,8 +7,7 @@
 # are then moved to $OUT/previous-<time>/, never deleted.
 # Machines: every GPU of this node by default; NUM_GPUS (per node), NUM_NODES and HOSTFILE
 # (DeepSpeed's hostfile, one "host slots=N" line per node) go to the deepspeed launcher.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 LLADA=${LLADA:-GSAI-ML/LLaDA-8B-Base}
 DATA=${DATA:-HuggingFaceFW/fineweb-edu}
 OUT=${OUT:-./checkpoints}
@@ -18,7 +17,7 @@ if [[ -n "${NUM_NODES:-}" ]]; then LAUNCH+=(--num_nodes "$NUM_NODES"); fi
 if [[ -n "${NUM_GPUS:-}" ]]; then LAUNCH+=(--num_gpus "$NUM_GPUS"); fi
 if [[ -n "${HOSTFILE:-}" ]]; then LAUNCH+=(--hostfile "$HOSTFILE"); fi
 if [[ -n "${MASTER_PORT:-}" ]]; then LAUNCH+=(--master_port "$MASTER_PORT"); fi
-exec .venv/bin/deepspeed "${LAUNCH[@]}" llada_cpt.py --deepspeed ds_zero2_bf16_config_simp.json \
+exec "${DEEPSPEED[@]}" "${LAUNCH[@]}" llada_cpt.py --deepspeed ds_zero2_bf16_config_simp.json \
   --config_name "$LLADA" --tokenizer_name "$LLADA" --model_name_or_path "$LLADA" \
   --dataset_name "$DATA" --dataset_config_name sample-10BT --streaming \
   --block_size 4096 --per_device_train_batch_size 1 --do_train --output_dir "$OUT" \

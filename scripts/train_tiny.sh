@@ -4,13 +4,8 @@
 # offline, in a few minutes (1500 steps: well past the point where it starts to use context).
 # Extra flags pass through to llada_cpt.py and override.
 #   usage: bash scripts/train_tiny.sh [--max_steps 40] [--output_dir DIR] [...]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-TINY=${TINY_DIR:-.tiny}
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline}
-
-"$PY" scripts/make_tiny.py --out "$TINY"
+source "$(dirname "$0")/common.sh"
+tiny_setup
 
 OUT=outputs/tiny
 args=("$@")
@@ -21,19 +16,12 @@ for i in "${!args[@]}"; do
   esac
 done
 
-"$PY" llada_cpt.py \
-  --config_name "$TINY/model" --tokenizer_name "$TINY/model" \
-  --train_file "$TINY/train.jsonl" --training_method xdm \
-  --block_size 64 --per_device_train_batch_size 32 \
-  --learning_rate 1e-3 --weight_decay 0.0 --max_grad_norm 1.0 \
-  --lr_scheduler_type constant_with_warmup --warmup_steps 20 --max_steps 1500 \
-  --logging_steps 1 --save_steps 500 --save_total_limit 1 \
-  --do_train --output_dir "$OUT" --overwrite_output_dir --report_to none \
-  --dataloader_num_workers 0 --seed 0 \
-  "$@"
+"$PYTHON" llada_cpt.py \
+  --config_name "$TINY/model" --tokenizer_name "$TINY/model" --train_file "$TINY/train.jsonl" \
+  "${TINY_TRAIN_FLAGS[@]}" --output_dir "$OUT" "$@"
 
 # A 32-step completion of the start of a function from the held-out files.
-PROMPT=$("$PY" - "$TINY/valid.jsonl" <<'PYEOF'
+PROMPT=$("$PYTHON" - "$TINY/valid.jsonl" <<'PYEOF'
 import json, sys
 text = [json.loads(line)["text"] for line in open(sys.argv[1])][1]
 start = text.find("\ndef ") + 1
@@ -43,8 +31,8 @@ PYEOF
 printf '\n--- prompt (held-out) ---\n%s\n--- 32-step XDLM completion (k = 0.1) ---\n' "$PROMPT"
 printf '(a few CPU minutes of a 2M-parameter diffusion model: expect code-like fragments, not working code)\n'
 
-"$PY" generate.py --model_name_or_path "$OUT" --prompt "$PROMPT" --steps 32 --gen_length 128 --block_length 128 --k 0.1
+"$PYTHON" generate.py --model_name_or_path "$OUT" --prompt "$PROMPT" --steps 32 --gen_length 128 --block_length 128 --k 0.1
 
 # The trainer's validation NELBO beside a unigram model's cross-entropy, on the same 256
 # random validation blocks: a model that only learned token frequencies gets a ratio near 1.
-"$PY" scripts/tiny_report.py --model_dir "$OUT" --tiny_dir "$TINY"
+"$PYTHON" scripts/tiny_report.py --model_dir "$OUT" --tiny_dir "$TINY"

@@ -1,6 +1,7 @@
 """Writes checkpoint folders exactly as LLaDA ships them (its config.json fields, its weight
 names, a tokenizer), at a tiny size, independently of modeling_llada."""
 import json
+import math
 import os
 
 import torch
@@ -54,3 +55,36 @@ def write_llada_checkpoint(path, tokenizer, dtype=torch.bfloat16, **overrides):
     save_file(sd, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(path)
     return cfg, sd
+
+
+def reference_forward(sd, cfg, ids):
+    """LLaDA's forward from its weights alone: RMSNorm (float32, then weight), rotate-half RoPE,
+    bidirectional softmax attention, SwiGLU (silu on ff_proj), untied head."""
+    d, H = cfg["d_model"], cfg["n_heads"]
+    hd = d // H
+    eps = cfg["rms_norm_eps"]
+    w = {k: v.double() for k, v in sd.items()}
+
+    def rms(x, weight):
+        return weight * x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps)
+
+    L = ids.shape[1]
+    pos = torch.arange(L, dtype=torch.float64)
+    inv = 1.0 / cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    ang = torch.cat([pos[:, None] * inv, pos[:, None] * inv], -1)
+
+    def rope(x):
+        half = hd // 2
+        rot = torch.cat([-x[..., half:], x[..., :half]], -1)
+        return x * ang.cos() + rot * ang.sin()
+
+    x = w["model.transformer.wte.weight"][ids]
+    for i in range(cfg["n_layers"]):
+        p = lambda n: w[f"model.transformer.blocks.{i}.{n}.weight"]  # noqa: E731
+        h = rms(x, p("attn_norm"))
+        q, k, v = ((h @ p(n).T).view(*ids.shape, H, hd).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
+        att = torch.softmax(rope(q) @ rope(k).transpose(-1, -2) / math.sqrt(hd), -1)
+        x = x + (att @ v).transpose(1, 2).reshape(*ids.shape, d) @ p("attn_out").T
+        h = rms(x, p("ff_norm"))
+        x = x + (torch.nn.functional.silu(h @ p("ff_proj").T) * (h @ p("up_proj").T)) @ p("ff_out").T
+    return rms(x, w["model.transformer.ln_f.weight"]) @ w["model.transformer.ff_out.weight"].T

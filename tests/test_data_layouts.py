@@ -15,12 +15,12 @@ import pytest
 import torch
 import transformers
 
+import data
 import llada_cpt
-from llada_format import LLADA_CONFIG
+from helpers import ROOT
+from llada_format import LLADA_CONFIG, reference_forward
 from local_data import write_fineweb_like, write_jsonl
 from modeling_llada import LLaDAConfig, LLaDAModelLM
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +50,24 @@ def test_arrow_cache_folder_yields_the_texts_written(arrow_cache, corpus_texts, 
     with pytest.raises(ValueError, match="BuilderConfig 'sample-10BT' not found"):
         datasets.load_dataset(arrow_cache, "sample-10BT")
     args = data_args(dataset_name=arrow_cache, dataset_config_name="sample-10BT", streaming=streaming)
-    raw = llada_cpt.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
+    raw = data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     want = (datasets.IterableDataset if streaming else datasets.Dataset)
     assert isinstance(raw["train"], want) and list(raw) == ["train"]
     assert sorted(row["text"] for row in raw["train"]) == sorted(corpus_texts[:60])
     # the config is the only one cached: it may be left out
-    raw = llada_cpt.load_raw_datasets(data_args(dataset_name=arrow_cache, streaming=streaming),
+    raw = data.load_raw_datasets(data_args(dataset_name=arrow_cache, streaming=streaming),
                                       llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     assert len(list(raw["train"])) == 60
 
 
-def paper_command(llada_dir, dataset, port):
-    """scripts/train_llada_xdlm.sh flag for flag, one process on CPU, sizes shrunk (block 128,
-    accumulation 2, 2 steps, a loss logged each step); reporting to none, as logging backends are
-    not what is tested here."""
-    return [os.path.join(os.path.dirname(sys.executable), "deepspeed"), "--master_port", str(port),
-            os.path.join(ROOT, "llada_cpt.py"),
-            "--deepspeed", os.path.join(ROOT, "ds_zero2_bf16_config_simp.json"), "--config_name", llada_dir,
+def paper_argv(llada_dir, dataset, output_dir):
+    """scripts/train_llada_xdlm.sh flag for flag but --deepspeed (the script's ZeRO-2 launch is
+    test_training's), sizes shrunk (block 128, accumulation 2, 2 steps, a loss logged each step);
+    reporting to none, as logging backends are not what is tested here."""
+    return ["--config_name", llada_dir,
             "--tokenizer_name", llada_dir, "--model_name_or_path", llada_dir, "--dataset_name", dataset,
             "--dataset_config_name", "sample-10BT", "--streaming", "--block_size", "128",
-            "--per_device_train_batch_size", "1", "--do_train", "--output_dir", "./checkpoints", "--overwrite_output_dir",
+            "--per_device_train_batch_size", "1", "--do_train", "--output_dir", output_dir, "--overwrite_output_dir",
             "--bf16", "--gradient_accumulation_steps", "2", "--lr_scheduler_type", "constant_with_warmup",
             "--learning_rate", "2e-5", "--weight_decay", "0.1", "--max_grad_norm", "1.0", "--warmup_steps", "100",
             "--logging_steps", "1", "--save_steps", "100", "--max_steps", "2", "--dataloader_num_workers", "4",
@@ -80,15 +78,11 @@ def paper_command(llada_dir, dataset, port):
 
 @pytest.fixture(scope="module")
 def paper_runs(tmp_path_factory, llada_dir, snapshot, arrow_cache):
-    """The paper's command on each layout: {layout: output_dir}."""
-    env = dict(os.environ, TORCH_EXTENSIONS_DIR=os.path.join(ROOT, ".torch_extensions"))
+    """The paper's flags on each layout, in this process: {layout: output_dir}."""
     outputs = {}
-    for port, (layout, dataset) in enumerate([("hub snapshot", snapshot), ("arrow cache", arrow_cache)], start=29541):
-        cwd = tmp_path_factory.mktemp(layout.replace(" ", "_"))
-        proc = subprocess.run(paper_command(llada_dir, dataset, port), cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=900)
-        assert proc.returncode == 0, layout + "\n" + proc.stdout[-4000:] + proc.stderr[-4000:]
-        outputs[layout] = str(cwd / "checkpoints")
+    for layout, dataset in [("hub snapshot", snapshot), ("arrow cache", arrow_cache)]:
+        outputs[layout] = str(tmp_path_factory.mktemp(layout.replace(" ", "_")) / "checkpoints")
+        llada_cpt.main(paper_argv(llada_dir, dataset, outputs[layout]))
     return outputs
 
 
@@ -126,12 +120,12 @@ def test_a_folder_of_neither_layout_fails_naming_the_layouts(tmp_path, llada_dir
 def test_an_arrow_cache_without_the_config_asked_for_names_those_it_has(arrow_cache, llada_dir):
     args = data_args(dataset_name=arrow_cache, dataset_config_name="sample-100BT")
     with pytest.raises(ValueError, match=r"set --dataset_config_name to one of its configs \(sample-10BT\), got 'sample-100BT'"):
-        llada_cpt.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
+        data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
 
 
 # A stand-in for the configuration_llada.py / modeling_llada.py that LLaDA ships on the hub: its
 # class names and module tree (so its weight names), computing the tests' own from-scratch forward
-# (test_modeling_llada.reference_forward, copied in), and importing nothing from this repository.
+# (llada_format.reference_forward, copied in), and importing nothing from this repository.
 REMOTE_CONFIG_CODE = """
 from transformers import PretrainedConfig
 
@@ -193,8 +187,6 @@ torch.save(dict(cls=type(model).__module__ + "." + type(model).__name__, info=in
 
 def with_lladas_code(checkpoint, folder):
     """A copy of the checkpoint with the stand-in code files beside its config.json."""
-    from test_modeling_llada import reference_forward
-
     shutil.copytree(checkpoint, folder)
     with open(os.path.join(folder, "configuration_llada.py"), "w") as f:
         f.write(REMOTE_CONFIG_CODE)
@@ -213,6 +205,7 @@ def test_model_implementation_remote_runs_the_checkpoints_own_code(llada_dir, tm
         assert type(obj).__module__.startswith("transformers_modules."), type(obj)
 
 
+@pytest.mark.slow
 def test_saved_checkpoint_loads_with_lladas_remote_code_and_natively_to_the_same_logits(paper_runs, tmp_path):
     saved = os.path.join(paper_runs["arrow cache"], "config.json")
     with open(saved) as f:
@@ -250,10 +243,10 @@ def test_dropped_over_long_prompts_are_counted_in_the_log(tmp_path, llada_dir, t
     assert too_long == 3  # rows 1, 5 and 9
     args = data_args(train_file=write_jsonl(str(tmp_path / "pairs.jsonl"), rows), prompt_column="prompt",
                      streaming=streaming)
-    raw = llada_cpt.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
+    raw = data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     training_args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
-    caplog.set_level(logging.INFO, logger="llada_cpt")
-    blocks = list(llada_cpt.tokenize_and_pack(raw, tokenizer, args, block_size, training_args)["train"])
+    caplog.set_level(logging.INFO, logger="data")
+    blocks = list(data.tokenize_and_pack(raw, tokenizer, args, block_size, training_args)["train"])
     assert len(blocks) == 10 - too_long
     want = "dropped 3 of 10 (prompt, answer) pairs" + (" of a batch" if streaming else "")
     assert want in caplog.text, caplog.text

@@ -10,7 +10,8 @@ import mmengine
 import pytest
 from mmengine.config import Config, ConfigDict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
+
 
 GSM8K = [  # question, answer in GSM8K's format (the number after "#### ")
     ("A baker makes 12 loaves a day for 3 days and sells 30 of them. How many loaves are left?",
@@ -124,6 +125,7 @@ def test_math_scores_boxed_answers_with_math_verify(data_root):
     assert score(cfg, ds, wrong, data_root / "wrong")["accuracy"] == 0
 
 
+@pytest.mark.slow  # runs each of the 2 x 164 programs in its own process
 def test_humaneval_scores_canonical_solutions_continued_as_a_base_model_does(data_root):
     cfg = load("humaneval")
     (ds,) = cfg.datasets

@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import pytest
+
+from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # every test runs scripts/eval_report.py
 
 
 def write_summary(path, rows):

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
+import data
 import fig1_tiny
-import llada_cpt
 from hmm_language import WordSource
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,7 +125,7 @@ def test_each_training_block_is_one_document_and_its_eos():
     docs = torch.randint(n_symbols + 1, (50, block_size - 1), generator=torch.Generator().manual_seed(3))
     docs[0, 4] = n_symbols  # an eos written by the noise inside a document
     texts = [fig1_tiny.to_text(d, n_symbols) for d in docs]
-    blocks = llada_cpt._pack({"text": texts}, tok, "text", block_size, tok.eos_token_id)["input_ids"]
+    blocks = data.pack_texts({"text": texts}, tok, "text", block_size, tok.eos_token_id)["input_ids"]
     assert blocks == [d.tolist() + [n_symbols] for d in docs]
 
 

@@ -1,5 +1,6 @@
 """The samplers: LLaDA's schedule, XDLM re-editing within its budget, batching with left
 padding, and the exact ancestral step against a brute-force posterior."""
+import functools
 import math
 import subprocess
 import sys
@@ -9,18 +10,14 @@ import pytest
 import torch
 
 from generate import edit_budgets, generate, transfer_schedule
-from modeling_llada import LLaDAConfig, LLaDAModelLM
+from helpers import ROOT
+from helpers import tiny_model as shared_tiny_model
 from xdlm_loss import reverse_posterior
 
-ROOT = __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__)))
 V, MASK = 64, 63
-
-
-def tiny_model(dtype=torch.float64):
-    torch.manual_seed(0)
-    cfg = LLaDAConfig(d_model=32, n_heads=4, n_layers=2, mlp_hidden_size=64, vocab_size=V, embedding_size=V,
-                      max_sequence_length=256, mask_token_id=MASK, init_std=0.5)
-    return LLaDAModelLM(cfg).to(dtype).eval()
+# float64, vocabulary 64, wide initialisation: sharp and exactly comparable distributions.
+tiny_model = functools.partial(shared_tiny_model, dtype=torch.float64, mlp_hidden_size=64, vocab_size=V, embedding_size=V,
+                               max_sequence_length=256, mask_token_id=MASK, init_std=0.5)
 
 
 class Recorder(torch.nn.Module):
@@ -290,6 +287,7 @@ def test_bad_settings_raise_clear_errors(kwargs, match):
         generate(tiny_model(), prompts(), **args)
 
 
+@pytest.mark.slow
 def test_command_line_prints_a_completion(llada_dir):
     proc = subprocess.run([sys.executable, "generate.py", "--model_name_or_path", llada_dir, "--prompt", "def add(a, b):",
                            "--steps", "8", "--gen_length", "32", "--block_length", "32", "--k", "0.1"],
@@ -298,6 +296,7 @@ def test_command_line_prints_a_completion(llada_dir):
     assert proc.stdout.strip() and "sampling" in proc.stderr  # the completion, and a progress bar
 
 
+@pytest.mark.slow
 def test_bench_sampler_runs_with_the_threads_it_is_given():
     args = ["--repeats", "1", "--batch", "1", "--prompt", "4", "--gen_length", "16", "--block_length", "16", "--steps", "4"]
     proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "1"], capture_output=True,

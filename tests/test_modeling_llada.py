@@ -1,54 +1,18 @@
 """The native LLaDA model: loads LLaDA's checkpoint format unchanged and computes LLaDA's
 forward pass (checked against a from-scratch reference written from the weight dict)."""
-import math
+import functools
 
 import pytest
 import torch
 import transformers
 
-from llada_format import LLADA_CONFIG
+from helpers import tiny_model as shared_tiny_model
+from llada_format import LLADA_CONFIG, reference_forward
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 
 
-def reference_forward(sd, cfg, ids):
-    """LLaDA's forward from its weights alone: RMSNorm (float32, then weight), rotate-half RoPE,
-    bidirectional softmax attention, SwiGLU (silu on ff_proj), untied head."""
-    d, H = cfg["d_model"], cfg["n_heads"]
-    hd = d // H
-    eps = cfg["rms_norm_eps"]
-    w = {k: v.double() for k, v in sd.items()}
-
-    def rms(x, weight):
-        return weight * x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps)
-
-    L = ids.shape[1]
-    pos = torch.arange(L, dtype=torch.float64)
-    inv = 1.0 / cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
-    ang = torch.cat([pos[:, None] * inv, pos[:, None] * inv], -1)
-
-    def rope(x):
-        half = hd // 2
-        rot = torch.cat([-x[..., half:], x[..., :half]], -1)
-        return x * ang.cos() + rot * ang.sin()
-
-    x = w["model.transformer.wte.weight"][ids]
-    for i in range(cfg["n_layers"]):
-        p = lambda n: w[f"model.transformer.blocks.{i}.{n}.weight"]  # noqa: E731
-        h = rms(x, p("attn_norm"))
-        q, k, v = ((h @ p(n).T).view(*ids.shape, H, hd).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
-        att = torch.softmax(rope(q) @ rope(k).transpose(-1, -2) / math.sqrt(hd), -1)
-        x = x + (att @ v).transpose(1, 2).reshape(*ids.shape, d) @ p("attn_out").T
-        h = rms(x, p("ff_norm"))
-        x = x + (torch.nn.functional.silu(h @ p("ff_proj").T) * (h @ p("up_proj").T)) @ p("ff_out").T
-    return rms(x, w["model.transformer.ln_f.weight"]) @ w["model.transformer.ff_out.weight"].T
-
-
-def tiny_model(**overrides):
-    torch.manual_seed(0)
-    cfg = dict(d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=96, vocab_size=101,
-               embedding_size=128, max_sequence_length=64, mask_token_id=100)
-    cfg.update(overrides)
-    return LLaDAModelLM(LLaDAConfig(**cfg)).eval()
+# The shape these tests were written for: d_model 64, vocabulary 101 in 128 embeddings.
+tiny_model = functools.partial(shared_tiny_model, d_model=64, mlp_hidden_size=96, embedding_size=128)
 
 
 def test_loads_a_llada_checkpoint_folder_unchanged_and_matches_the_reference(llada_dir):

@@ -12,7 +12,8 @@ import warnings
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
+
 BENCHMARKS = {"gsm8k": 1, "math": 1, "humaneval": 1, "mbpp": 1, "bbh": 27}
 CKPTS = dict(LLADA_BASE="/models/base", MDM_CKPT="/models/mdm", XDLM_CKPT="/models/xdlm")
 
@@ -124,6 +125,7 @@ def test_wrapper_rejects_settings_it_would_ignore(llada_dir):
         opencompass_llada.DiffusionLM(llada_dir, max_seq_len=128)
 
 
+@pytest.mark.slow
 def test_eval_tiny_runs_opencompass_offline_and_its_summary_matches_the_predictions(llada_dir, tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
     work = tmp_path / "work"

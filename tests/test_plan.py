@@ -5,22 +5,31 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+import llada_cpt
 import plan
+from helpers import ROOT
 from modeling_llada import LLaDAConfig, LLaDAModelLM
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**kw):
     fields = dict(d_model=96, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=320, vocab_size=1000,
                   mask_token_id=999, max_sequence_length=256)
     return LLaDAConfig(**dict(fields, **kw))
+
+
+def lora_model_as_trained(cfg, r):
+    """The model llada_cpt.py trains for --with_lora --lora_r r (its default target modules)."""
+    torch.manual_seed(0)
+    model_args = llada_cpt.ModelArguments(config_name="unused", tokenizer_name="unused", with_lora=True, lora_r=r)
+    training_args = SimpleNamespace(deepspeed=None, bf16=False, fp16=False, gradient_checkpointing=False)
+    return llada_cpt.load_model(model_args, cfg, "xdm", training_args)
 
 
 def saved_bytes(model, ids):
@@ -67,13 +76,8 @@ def test_lora_activation_count_is_a_close_upper_bound(dtype):
     """With LoRA the frozen projections keep fewer inputs than the planner counts (it adds the
     adapters' tensors to the full model's): an upper bound, within 20%. Adapters in the model's
     dtype, as DeepSpeed casts them."""
-    from peft import LoraConfig, get_peft_model
-
     cfg = tiny_config()
-    torch.manual_seed(0)
-    model = get_peft_model(LLaDAModelLM(cfg), LoraConfig(
-        r=8, lora_dropout=0.05, target_modules=r".*\.blocks\.\d+\.(" + "|".join(plan.LORA_TARGETS) + ")",
-        bias="none")).to(dtype)
+    model = lora_model_as_trained(cfg, 8).to(dtype)
     model.train()
     ids = torch.randint(0, 999, (3, 40), generator=torch.Generator().manual_seed(1))
     measured = saved_bytes(model.base_model.model, ids)
@@ -108,11 +112,8 @@ def test_reads_a_llada_config_json(tmp_path):
 
 
 def test_lora_parameter_count_equals_peft():
-    from peft import LoraConfig, get_peft_model
-
     cfg = tiny_config()
-    model = get_peft_model(LLaDAModelLM(cfg), LoraConfig(
-        r=8, target_modules=r".*\.blocks\.\d+\.(" + "|".join(plan.LORA_TARGETS) + ")", bias="none"))
+    model = lora_model_as_trained(cfg, 8)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert plan.Shape.from_config(cfg).lora_params(8) == trainable
 
@@ -155,8 +156,9 @@ def test_largest_micro_batch_is_the_boundary_of_what_fits():
 def test_fused_loss_and_checkpointing_change_what_they_should():
     ref, fused = make_plan(fused_loss=False), make_plan(fused_loss=True)
     T, N = 4096, plan.LLADA_8B["embedding_size"]
-    # The reference loss's peak holds six float32 logit tensors.
-    assert ref.memory()[2]["loss"] == pytest.approx(6 * T * N * 4 + 2 * T * 4096)
+    # The loss's memory itself is checked against measurement in test_gpu_check_smoke_run_on_cpu;
+    # here what changes with the flags: at 8B the reference loss's float32 logits dominate.
+    assert ref.memory()[2]["loss"] > 4 * T * N * 4
     assert fused.memory()[2]["loss"] < ref.memory()[2]["loss"] / 8
     ckpt = make_plan(gradient_checkpointing=True)
     assert ckpt.memory()[2]["saved"] < fused.memory()[2]["saved"] / 10
@@ -202,6 +204,7 @@ MEASURED_CASES = [  # d_model, L, micro-batch, fused, checkpointing
 ]
 
 
+@pytest.mark.slow
 def test_predicted_memory_is_within_20_percent_of_the_measured_peak():
     """Each step runs in a fresh forked process and its peak resident size is read from
     /proc (scripts/gpu_check.py); the prediction is the planner's, never fitted to these."""
@@ -218,6 +221,7 @@ def test_predicted_memory_is_within_20_percent_of_the_measured_peak():
         assert 0.8 <= measured / predicted <= 1.2, (case, predicted, measured)
 
 
+@pytest.mark.slow
 def test_gpu_check_smoke_run_on_cpu():
     proc = subprocess.run(["bash", "scripts/gpu_check.sh", "--device", "cpu", "--tiny"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
@@ -231,5 +235,7 @@ def test_gpu_check_smoke_run_on_cpu():
         predicted, measured = rows[f"activations + loss, L = 64, micro-batch 1, {fused} loss"]
         assert predicted.endswith("MiB") and measured.endswith("%)"), proc.stdout
         assert rows[f"largest micro-batch (powers of 2 up to 2), {fused} loss"] == ["n/a", "2"], proc.stdout
-        float(rows[f"loss alone, L = 128, d = 64: transient / float32 logits, {fused}"][1])
+        # the planner's loss memory against bench_loss.py's measurement in its own process
+        predicted, measured = (float(v) for v in rows[f"loss alone, L = 128, d = 64: transient / float32 logits, {fused}"])
+        assert 0.75 <= measured / predicted <= 1.25, proc.stdout  # seen: 0.691 / 0.66 fused, 7.473 / 7.49 reference
     assert float(rows["tokens/s, L = 64, micro-batch 1, fused (forward + backward)"][1].replace(",", "")) > 0

@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 import llada_cpt
+from checkpoints import CHECKPOINT_COMPLETE
+from helpers import ROOT, free_port
 from local_data import write_fineweb_like, write_jsonl
-from test_training import free_port
 from xdlm_loss import MASK_RATE_EPS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs llada_cpt.main(argv) and records every training draw (rank, step, micro-step, p_mask,
 # the clean block and its corruption) to DRAWS/draws-<rank>.jsonl as it happens. With
@@ -26,19 +26,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (after the model and optimizer, before the RNG states and the completion marker).
 RECORDING_LAUNCHER = '''
 import json, os, signal, sys
-import llada_cpt
+import llada_cpt, xdlm_trainer
 
 where, _, at = os.environ.get("KILL_AT", "none:0").partition(":")
 at, kill_rank, draws = int(at), int(os.environ.get("KILL_RANK", "0")), os.environ["DRAWS"]
 Trainer = llada_cpt.XDLMTrainer
-real_rate, real_corrupt, real_save_rng = Trainer.training_mask_rate, llada_cpt.corrupt, Trainer._save_rng_state
+real_rate, real_corrupt, real_save_rng = Trainer.training_mask_rate, xdlm_trainer.corrupt, Trainer._save_rng_state
 pending = []
 
-def training_mask_rate(self, batch_size, device):
-    step, micro = self.state.global_step, (self._micro_step[1] if self._micro_step[0] == self.state.global_step else 0)
+def training_mask_rate(self, batch_size, device, step, micro):
     if where == "step" and step == at and micro == 1 and self.args.process_index == kill_rank:
         os.kill(os.getpid(), signal.SIGKILL)
-    p_mask = real_rate(self, batch_size, device)
+    p_mask = real_rate(self, batch_size, device, step, micro)
     pending.append(dict(rank=self.args.process_index, step=step, micro=micro, p_mask=p_mask.tolist()))
     return p_mask
 
@@ -56,7 +55,7 @@ def _save_rng_state(self, output_dir):
         os.kill(os.getpid(), signal.SIGKILL)
     return real_save_rng(self, output_dir)
 
-Trainer.training_mask_rate, Trainer._save_rng_state, llada_cpt.corrupt = training_mask_rate, _save_rng_state, corrupt
+Trainer.training_mask_rate, Trainer._save_rng_state, xdlm_trainer.corrupt = training_mask_rate, _save_rng_state, corrupt
 llada_cpt.main(sys.argv[1:])
 '''
 
@@ -122,11 +121,6 @@ def assert_strata_covered_once(found, world, per_device, accumulation):
         assert all(abs(((t - u) % 1.0) * S - round(((t - u) % 1.0) * S)) < 1e-4 for t in ts), (step, ts)
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory, corpus_texts):
-    return write_jsonl(str(tmp_path_factory.mktemp("data") / "train.jsonl"), [{"text": t} for t in corpus_texts[:40]])
-
-
 def one_process_argv(data_file, model_dir, *extra):
     return ["--model_name_or_path", model_dir, "--train_file", data_file, "--block_size", "64",
             "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--do_train",
@@ -141,6 +135,7 @@ def one_process_reference(tmp_path_factory, text_file, llada_dir):
     return ref
 
 
+@pytest.mark.slow
 def test_one_process_killed_at_a_random_step_resumes_exactly(tmp_path, text_file, llada_dir, one_process_reference):
     step = random.Random(9).randint(2, 4)  # killed inside optimizer step step + 1, after checkpoint-2
     argv = one_process_argv(text_file, llada_dir)
@@ -152,14 +147,15 @@ def test_one_process_killed_at_a_random_step_resumes_exactly(tmp_path, text_file
     assert_strata_covered_once(draws(tmp_path), world=1, per_device=2, accumulation=2)
 
 
+@pytest.mark.slow
 def test_one_process_killed_while_writing_a_checkpoint_skips_it_and_resumes_exactly(
         tmp_path, text_file, llada_dir, one_process_reference):
     argv = one_process_argv(text_file, llada_dir, "--save_total_limit", "1")
     launch(tmp_path, [sys.executable], argv, kill_at="save:4", expect_killed=True)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2", "checkpoint-4"]
-    assert (out / "checkpoint-2" / llada_cpt.CHECKPOINT_COMPLETE).exists()
-    assert not (out / "checkpoint-4" / llada_cpt.CHECKPOINT_COMPLETE).exists()
+    assert (out / "checkpoint-2" / CHECKPOINT_COMPLETE).exists()
+    assert not (out / "checkpoint-4" / CHECKPOINT_COMPLETE).exists()
     log = launch(tmp_path, [sys.executable], argv)
     assert "checkpoint-4: incomplete" in log and "Resuming from out/checkpoint-2" in log
     assert_same_training(tmp_path, one_process_reference)
@@ -168,6 +164,7 @@ def test_one_process_killed_while_writing_a_checkpoint_skips_it_and_resumes_exac
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-6"]  # the limit
 
 
+@pytest.mark.slow
 def test_zero2_two_processes_killed_while_writing_a_checkpoint_and_at_a_random_step_resume_exactly(
         tmp_path, corpus_texts, llada_dir):
     """Two CPU processes (torchrun, gloo), ZeRO-2, a streamed dataset. Rank 1 dies after the
@@ -216,7 +213,7 @@ def test_overwrite_output_dir_moves_earlier_checkpoints_aside_and_deletes_nothin
         (out / f"checkpoint-{step}").mkdir(parents=True)
         (out / f"checkpoint-{step}" / "weights.bin").write_bytes(bytes([step]) * 100)
         if complete:
-            (out / f"checkpoint-{step}" / llada_cpt.CHECKPOINT_COMPLETE).write_text(f"{step}\n")
+            (out / f"checkpoint-{step}" / CHECKPOINT_COMPLETE).write_text(f"{step}\n")
     argv = one_process_argv(text_file, llada_dir, "--overwrite_output_dir", "--max_steps", "1", "--save_steps", "1",
                             "--save_total_limit", "1", "--gradient_accumulation_steps", "1")
     argv[argv.index("out")] = str(out)
@@ -227,7 +224,7 @@ def test_overwrite_output_dir_moves_earlier_checkpoints_aside_and_deletes_nothin
     for step in (3, 5):
         assert (previous[0] / f"checkpoint-{step}" / "weights.bin").read_bytes() == bytes([step]) * 100
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
-    assert (out / "checkpoint-1" / llada_cpt.CHECKPOINT_COMPLETE).exists()
+    assert (out / "checkpoint-1" / CHECKPOINT_COMPLETE).exists()
 
 
 def test_an_incomplete_checkpoint_named_by_resume_from_checkpoint_is_refused(tmp_path, text_file, llada_dir, monkeypatch):
@@ -239,6 +236,7 @@ def test_an_incomplete_checkpoint_named_by_resume_from_checkpoint_is_refused(tmp
         llada_cpt.main(one_process_argv(text_file, llada_dir, "--resume_from_checkpoint", str(tmp_path / "checkpoint-4")))
 
 
+@pytest.mark.slow
 def test_a_relaunch_after_the_last_checkpoint_trains_no_step_past_max_steps(tmp_path, text_file, llada_dir,
                                                                              one_process_reference):
     """Killed after checkpoint-6 (= --max_steps) but before the final model was written: the

@@ -8,13 +8,13 @@ import subprocess
 import sys
 import types
 
+import pytest
 import torch
 
-import llada_cpt
+import data
 import tiny_report
 import tradeoff_tiny
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 
 class BigramJudge(torch.nn.Module):
@@ -53,9 +53,16 @@ def test_judge_sees_only_the_past():
     judge = BigramJudge(table)
     prompt = torch.tensor([[1]])
     one = tradeoff_tiny.generative_perplexity(judge, prompt, torch.tensor([[0]]))
-    assert math.isclose(one, 1 / 0.6, rel_tol=1e-6)
+    assert math.isclose(one, 1 / 0.6, rel_tol=1e-6)  # p(0 | 1): scored from the prompt's token
+    for later in (0, 1):
+        two = tradeoff_tiny.generative_perplexity(judge, prompt, torch.tensor([[0, later]]))
+        # two tokens: 2 log ppl = -log p(0 | 1) - log p(later | 0); the first token's part is
+        # the same whatever token follows it
+        first = 2 * math.log(two) + math.log(table[0, later].item())
+        assert math.isclose(first, math.log(one), rel_tol=1e-6), later
 
 
+@pytest.mark.slow
 def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
     tiny = str(tmp_path / "tiny")
     env = dict(os.environ, PYTHON=sys.executable)
@@ -95,7 +102,7 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
     tok = trainer.processing_class
     with open(os.path.join(tiny, "valid.jsonl")) as f:
         texts = [json.loads(line)["text"] for line in f]
-    every_block = llada_cpt._pack({"text": texts}, tok, "text", 32, tok.eos_token_id)["input_ids"]
+    every_block = data.pack_texts({"text": texts}, tok, "text", 32, tok.eos_token_id)["input_ids"]
     assert len(every_block) > 8 and all(b in every_block for b in sample[0]) and sample[0] != every_block[:8]
 
 

@@ -1,9 +1,9 @@
 """The trainer's loss normalisation (batch x length, or the answer tokens of conditional data),
 the validation NELBO per answer token, weight decay, and wandb offline, each against a truth
 computed here from the reference loss or from the optimizer's behaviour."""
+import math
 import os
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import datasets
 import pytest
@@ -11,19 +11,11 @@ import torch
 from transformers import TrainingArguments, default_data_collator
 
 import llada_cpt
-from modeling_llada import LLaDAConfig, LLaDAModelLM
-from xdlm_loss import autoregressive_loss, xdlm_loss
+import xdlm_trainer
+from helpers import TINY_SHAPE, tiny_model
+from xdlm_loss import autoregressive_loss, corrupt, xdlm_loss
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VOCAB, MASK = 101, 100
-
-
-def tiny_model(**overrides):
-    torch.manual_seed(0)
-    cfg = dict(d_model=32, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=48, vocab_size=VOCAB,
-               embedding_size=VOCAB, max_sequence_length=64, mask_token_id=MASK)
-    cfg.update(overrides)
-    return LLaDAModelLM(LLaDAConfig(**cfg))
+VOCAB, MASK = TINY_SHAPE["vocab_size"], TINY_SHAPE["mask_token_id"]
 
 
 def make_trainer(tmp_path, method="xdm", fused=True, eval_rows=None, model=None, **training):
@@ -50,14 +42,14 @@ class CorruptSpy:
 
     def __init__(self, monkeypatch):
         self.calls = []
-        real = llada_cpt.corrupt
+        real = xdlm_trainer.corrupt
 
-        def spy(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, keep=None):
-            noisy = real(clean_ids, alpha_t, k, mask_id, vocab_size, generator=generator, keep=keep)
-            self.calls.append((clean_ids, alpha_t, keep, noisy))
+        def spy(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, prompt_mask=None):
+            noisy = real(clean_ids, alpha_t, k, mask_id, vocab_size, generator=generator, prompt_mask=prompt_mask)
+            self.calls.append((clean_ids, alpha_t, prompt_mask, noisy))
             return noisy
 
-        monkeypatch.setattr(llada_cpt, "corrupt", spy)
+        monkeypatch.setattr(xdlm_trainer, "corrupt", spy)
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -130,32 +122,92 @@ def test_weight_decay_spares_every_norm_and_bias(tmp_path):
     assert changed == matrices
 
 
-def test_report_to_wandb_runs_offline_without_a_login(tmp_path, text_file, llada_dir):
-    """No API key, no netrc, no WANDB_MODE: training with --report_to wandb still runs, offline,
-    in a project named after this repository (or WANDB_PROJECT), under --run_name, with its
-    files in output_dir/wandb (or WANDB_DIR)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=ROOT)  # a home without ~/.netrc
-    script = ("import llada_cpt, wandb; llada_cpt.main(); "
-              "print('WANDB', wandb.run and (wandb.run.project, wandb.run.name, wandb.run.settings.mode), flush=True)")
-    for project, wandb_dir in [(None, None), ("my-project", str(tmp_path / "elsewhere"))]:
-        run_env = dict(env, **({"WANDB_PROJECT": project, "WANDB_DIR": wandb_dir} if project else {}))
-        out = str(tmp_path / f"out-{project}")
-        proc = subprocess.run([sys.executable, "-c", script, "--model_name_or_path", llada_dir, "--train_file", text_file,
-                               "--block_size", "32", "--per_device_train_batch_size", "2", "--do_train", "--max_steps",
-                               "2", "--logging_steps", "1", "--save_strategy", "no", "--output_dir", out,
-                               "--report_to", "wandb", "--run_name", f"run-{project}"],
-                              cwd=str(tmp_path), env=run_env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        seen = next(line for line in proc.stdout.splitlines() if line.startswith("WANDB "))
-        assert seen == f"WANDB {(project or 'xdlm-llada', f'run-{project}', 'offline')}"
-        runs = os.listdir(os.path.join(wandb_dir or out, "wandb"))
-        assert any(r.startswith("offline-run-") for r in runs), runs
-    assert not os.path.exists(tmp_path / "wandb")  # nothing left in the working directory
+def test_fused_loss_applies_scale_logits(tmp_path):
+    """LLaDA's scale_logits option feeds the output head hidden / sqrt(d_model). With it on, the
+    trainer's fused loss equals xdlm_loss of logits formed here from the final hidden states,
+    and differs from the loss without the scaling."""
+    model = tiny_model(scale_logits=True, init_std=0.5)  # logits large enough for the scaling to matter
+    trainer = make_trainer(tmp_path, model=model, fused=True)
+    ids = torch.randint(0, MASK, (2, 24), generator=torch.Generator().manual_seed(3))
+    p_mask = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        fused = trainer.noised_loss(model, ids, None, p_mask, torch.Generator().manual_seed(1), per_sample=True)
+        noisy = corrupt(ids, 1 - p_mask, 0.1, MASK, VOCAB, generator=torch.Generator().manual_seed(1))
+        hidden = model(input_ids=noisy, return_hidden=True).last_hidden_state
+        head = model.output_head_weight
+
+        def loss(logits):
+            return xdlm_loss(logits, noisy, ids, 1 - p_mask, 0.1, MASK).sum(1)
+
+        scaled, plain = loss(hidden / math.sqrt(TINY_SHAPE["d_model"]) @ head.T), loss(hidden @ head.T)
+    torch.testing.assert_close(fused, scaled, rtol=1e-5, atol=1e-5)
+    assert ((scaled - plain).abs() / plain).min() > 0.05
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory, corpus_texts):
-    from local_data import write_jsonl
+def wandb_defaults(monkeypatch, tmp_path, report_to=("wandb",), netrc=None, **env):
+    """The WANDB_* variables set_wandb_defaults leaves, starting from `env` alone (no other
+    WANDB_* variable, a home without ~/.netrc unless `netrc` gives its text). It runs on a
+    copy of the environment, so nothing it sets outlives the test."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
+    environ.update(HOME=str(tmp_path / "home"), **env)
+    if netrc is not None:
+        (tmp_path / "netrc").write_text(netrc)
+        environ["NETRC"] = str(tmp_path / "netrc")
+    monkeypatch.setattr(os, "environ", environ)
+    out = tmp_path / "out"
+    llada_cpt.set_wandb_defaults(SimpleNamespace(report_to=list(report_to), output_dir=str(out)))
+    return {k: v for k, v in environ.items() if k.startswith("WANDB_")}, out
 
-    return write_jsonl(str(tmp_path_factory.mktemp("data") / "train.jsonl"), [{"text": t} for t in corpus_texts[:20]])
+
+def test_wandb_without_a_login_logs_offline_into_the_output_folder(monkeypatch, tmp_path):
+    """No API key, no netrc entry, no WANDB_MODE: offline, in a project named after this
+    repository, with the run's files in output_dir (created), not in the working directory."""
+    env, out = wandb_defaults(monkeypatch, tmp_path)
+    assert env == {"WANDB_PROJECT": "xdlm-llada", "WANDB_DIR": str(out), "WANDB_MODE": "offline"}
+    assert out.is_dir()
+
+
+def test_wandb_settings_the_user_made_are_kept(monkeypatch, tmp_path):
+    elsewhere = str(tmp_path / "elsewhere")
+    env, _ = wandb_defaults(monkeypatch, tmp_path, WANDB_PROJECT="my-project", WANDB_DIR=elsewhere)
+    assert env == {"WANDB_PROJECT": "my-project", "WANDB_DIR": elsewhere, "WANDB_MODE": "offline"}
+    env, _ = wandb_defaults(monkeypatch, tmp_path, WANDB_MODE="disabled")
+    assert env["WANDB_MODE"] == "disabled"
+
+
+@pytest.mark.parametrize("login", [dict(WANDB_API_KEY="k" * 40),
+                                   dict(netrc="machine api.wandb.ai\n  login user\n  password secret\n"),
+                                   dict(WANDB_BASE_URL="https://wandb.example.org",
+                                        netrc="machine wandb.example.org login user password secret\n")])
+def test_wandb_with_a_login_is_left_to_log_live(monkeypatch, tmp_path, login):
+    env, _ = wandb_defaults(monkeypatch, tmp_path, **login)
+    assert "WANDB_MODE" not in env and env["WANDB_PROJECT"] == "xdlm-llada"
+
+
+def test_wandb_defaults_only_with_report_to_wandb(monkeypatch, tmp_path):
+    env, out = wandb_defaults(monkeypatch, tmp_path, report_to=("none",))
+    assert env == {} and not out.exists()
+
+
+def test_loss_curve_shows_the_raw_losses_their_running_mean_and_the_validation_points(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    real_plot, drawn = matplotlib.axes.Axes.plot, {}
+
+    def plot(self, *args, label=None, **kwargs):
+        drawn[label] = [list(map(float, a)) for a in args if not isinstance(a, str)]
+        return real_plot(self, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    g = torch.Generator().manual_seed(0)
+    losses = (5 - torch.arange(60) / 30 + torch.rand(60, generator=g)).tolist()
+    history = [{"step": i + 1, "loss": x} for i, x in enumerate(losses)]
+    history += [{"step": 30, "eval_nelbo": 4.0, "eval_loss": 9.0}, {"step": 60, "eval_nelbo": 3.5}]
+    path = tmp_path / "loss_curve.png"
+    llada_cpt.plot_loss_curve(history, str(path), eval_key="eval_nelbo", window=7)
+    assert path.stat().st_size > 1000
+    assert drawn["training loss (logged)"] == [list(range(1, 61)), losses]
+    steps, mean = drawn["running mean over 7 logged steps"]
+    want = [sum(losses[max(0, i - 6):i + 1]) / len(losses[max(0, i - 6):i + 1]) for i in range(60)]
+    assert steps == list(range(1, 61)) and mean == pytest.approx(want, rel=1e-12)
+    assert drawn["validation nelbo"] == [[30, 60], [4.0, 3.5]]

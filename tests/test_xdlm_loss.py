@@ -11,6 +11,7 @@ from xdlm_loss import (
     corrupt,
     diffusion_objective,
     sample_mask_rate,
+    stratified_mask_rate,
     xdlm_loss,
 )
 
@@ -140,14 +141,14 @@ def test_corrupt_frequencies_match_the_forward_process():
                 assert chi2 < df + 5 * math.sqrt(2 * df), (k, a, chi2)
 
 
-def test_corrupt_never_touches_keep_positions():
+def test_corrupt_never_touches_prompt_positions():
     g = torch.Generator().manual_seed(3)
     x = torch.randint(0, 20, (4, 64), generator=g)
-    keep = torch.zeros_like(x, dtype=torch.bool)
-    keep[:, :17] = True
-    z = corrupt(x, torch.full((4,), 1e-3), 0.5, 20, 21, generator=g, keep=keep)
-    assert torch.equal(z[keep], x[keep])
-    assert (z[~keep] != x[~keep]).float().mean() > 0.9
+    prompt_mask = torch.zeros_like(x, dtype=torch.bool)
+    prompt_mask[:, :17] = True
+    z = corrupt(x, torch.full((4,), 1e-3), 0.5, 20, 21, generator=g, prompt_mask=prompt_mask)
+    assert torch.equal(z[prompt_mask], x[prompt_mask])
+    assert (z[~prompt_mask] != x[~prompt_mask]).float().mean() > 0.9
 
 
 def test_gradcheck_float64():
@@ -293,8 +294,8 @@ def test_corrupt_bad_input():
         corrupt(x, torch.tensor([0.5, 0.5]), 2.0, 5, 6)
     with pytest.raises(ValueError, match="mask_id"):
         corrupt(x, torch.tensor([0.5, 0.5]), 0.1, 6, 6)
-    with pytest.raises(ValueError, match="keep"):
-        corrupt(x, torch.tensor([0.5, 0.5]), 0.1, 5, 6, keep=torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="prompt_mask"):
+        corrupt(x, torch.tensor([0.5, 0.5]), 0.1, 5, 6, prompt_mask=torch.ones(2, 3, dtype=torch.bool))
 
 
 def test_mask_rate_sampler():
@@ -304,11 +305,15 @@ def test_mask_rate_sampler():
     assert abs(p.mean().item() - (1e-3 + (1 - 1e-3) / 2)) < 5e-3
     # stratified: every stratum [i/B, (i+1)/B) of t holds exactly one draw, for any batch
     B = 16
+
+    def stratified(B):
+        return stratified_mask_rate(torch.rand(1, generator=g), torch.arange(B), B)
+
     for _ in range(20):
-        t = (sample_mask_rate(B, stratified=True, generator=g) - 1e-3) / (1 - 1e-3)
+        t = (stratified(B) - 1e-3) / (1 - 1e-3)
         assert torch.equal(torch.sort((t * B).floor().long().clamp_max(B - 1)).values, torch.arange(B))
     # ... and each draw is still uniform: the mean over many batches of one slot is 1/2
-    slot0 = torch.stack([sample_mask_rate(B, stratified=True, generator=g)[0] for _ in range(4000)])
+    slot0 = torch.stack([stratified(B)[0] for _ in range(4000)])
     assert abs(slot0.mean().item() - 0.5) < 0.02
 
 
@@ -321,7 +326,10 @@ def test_stratified_sampling_lowers_the_variance_of_the_batch_loss():
     def batch_losses(stratified):
         out = []
         for _ in range(300):
-            p_mask = sample_mask_rate(B, stratified=stratified, generator=g)
+            if stratified:
+                p_mask = stratified_mask_rate(torch.rand(1, generator=g), torch.arange(B), B)
+            else:
+                p_mask = sample_mask_rate(B, generator=g)
             z = corrupt(x, 1 - p_mask, 0.1, m, N, generator=g)
             # like a trained model: the fewer tokens are noised, the better it predicts x
             clean_frac = (z == x).float().mean(1)[:, None, None]

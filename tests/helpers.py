@@ -1,0 +1,26 @@
+"""Helpers the test modules share (the shared fixtures are in conftest.py). Test modules import
+from here, never from each other."""
+import os
+import socket
+
+import torch
+
+from modeling_llada import LLaDAConfig, LLaDAModelLM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The tiny shape of the unit tests: vocabulary 101 (the mask is the last id), 2 layers.
+TINY_SHAPE = dict(d_model=32, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=48, vocab_size=101,
+                  embedding_size=101, max_sequence_length=64, mask_token_id=100)
+
+
+def tiny_model(dtype=torch.float32, **overrides):
+    """A randomly initialised native LLaDA model (seed 0) of TINY_SHAPE with `overrides`, in eval mode."""
+    torch.manual_seed(0)
+    return LLaDAModelLM(LLaDAConfig(**dict(TINY_SHAPE, **overrides))).to(dtype).eval()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
