@@ -18,7 +18,7 @@ block is exactly one independent document followed by its eos.
 Every training is llada_cpt.py in a subprocess; --jobs stages run at once, each on its own
 thread(s). Writes OUT/results.csv, OUT/results.md and OUT/fig1.png. A rerun reuses finished
 stages and refuses an OUT made with other settings.
-usage: python scripts/fig1_tiny.py [--out outputs/fig1_tiny] [--seeds 3] [--steps 1200] [--jobs 2] [...]
+usage: python scripts/fig1_tiny.py [--out outputs/fig1_tiny] [--seeds 3] [--steps 1500] [--jobs 2] [...]
 """
 import argparse
 import csv
@@ -430,7 +430,7 @@ def main(argv=None):
     g.add_argument("--d_model", type=int, default=64)
     g.add_argument("--n_layers", type=int, default=2)
     g.add_argument("--n_heads", type=int, default=4)
-    g.add_argument("--steps", type=int, default=1200, help="training steps from scratch")
+    g.add_argument("--steps", type=int, default=1500, help="training steps from scratch")
     g.add_argument("--continue_steps", type=int, default=None, help="continued pretraining steps (default --steps)")
     g.add_argument("--batch_size", type=int, default=32)
     g.add_argument("--learning_rate", type=float, default=2e-3)
