@@ -73,7 +73,7 @@ def sample_entropy(completion_ids):
 # Stages
 # ---------------------------------------------------------------------------
 
-def train(args, name, method, steps, init=None, k=None):
+def train(args, name, method, steps, init=None, k=None, seed=0):
     """llada_cpt.py in a subprocess; a finished stage (model.safetensors present) is skipped,
     an interrupted one resumes from its last checkpoint."""
     out = os.path.join(args.out, name)
@@ -87,7 +87,7 @@ def train(args, name, method, steps, init=None, k=None):
            "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", str(min(args.warmup_steps, steps)),
            "--max_steps", str(steps), "--logging_steps", "10", "--save_steps", "200", "--save_total_limit", "1",
            "--do_train", "--output_dir", out, "--report_to", "none", "--dataloader_num_workers", "0",
-           "--seed", "0", "--logging_first_step", "True"]
+           "--seed", str(seed), "--logging_first_step", "True"]
     cmd += ["--model_name_or_path", init] if init else ["--config_name", os.path.join(tiny, "model")]
     if k is not None:
         cmd += ["--xdlm_k", str(k)]
@@ -181,6 +181,22 @@ def write_outputs(args, rows):
     plt.close(fig)
 
 
+def refuse_other_settings(ap, args, ignore=("out",)):
+    """Finished stages in args.out are reused, so they must have been made with these settings:
+    records them in args.out/settings.json, or stops with the flags that changed."""
+    os.makedirs(args.out, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k not in ignore}
+    settings_file = os.path.join(args.out, "settings.json")
+    if os.path.exists(settings_file):
+        with open(settings_file) as f:
+            before = json.load(f)
+        if before != settings:
+            changed = ", ".join(f"--{k} {before.get(k)} -> {v}" for k, v in settings.items() if before.get(k) != v)
+            ap.error(f"{args.out} holds stages made with other settings ({changed}): use another --out or delete it")
+    with open(settings_file, "w") as f:
+        json.dump(settings, f, indent=1)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="outputs/tradeoff_tiny")
@@ -214,18 +230,7 @@ def main(argv=None):
                  f"--block_size {args.block_size}, the length the models (the judge too) are trained on")
     if not os.path.exists(os.path.join(args.tiny_dir, "model", "config.json")):
         ap.error(f"--tiny_dir {args.tiny_dir} has no model/config.json: run scripts/make_tiny.py --out {args.tiny_dir}")
-    os.makedirs(args.out, exist_ok=True)
-    # Finished stages are reused, so they must have been made with these settings.
-    settings = {k: v for k, v in vars(args).items() if k != "out"}
-    settings_file = os.path.join(args.out, "settings.json")
-    if os.path.exists(settings_file):
-        with open(settings_file) as f:
-            before = json.load(f)
-        if before != settings:
-            changed = ", ".join(f"--{k} {before.get(k)} -> {v}" for k, v in settings.items() if before.get(k) != v)
-            ap.error(f"{args.out} holds stages made with other settings ({changed}): use another --out or delete it")
-    with open(settings_file, "w") as f:
-        json.dump(settings, f, indent=1)
+    refuse_other_settings(ap, args)
 
     base = train(args, "base", "mdm", args.base_steps)
     dirs = {"base": base, "mdm": train(args, "mdm", "mdm", args.continue_steps, init=base),

@@ -1,0 +1,125 @@
+"""A synthetic language with exact likelihood: a hidden-Markov "word" source.
+
+The source has a dictionary of words (each a few symbols long) and a sparse bigram over words.
+Its hidden state is (word, position in the word): it emits the word's symbols one by one and,
+after a word's last symbol, moves to one of that word's few successors. Each emitted symbol is
+replaced, with probability `noise`, by a token drawn uniformly from all `n_outputs` output
+tokens, so every sequence has finite likelihood. Output tokens are 0 .. n_outputs - 1; the words
+use only some of them (in fig1_tiny: every symbol but the last output, the eos, which only
+noise writes).
+
+  log_prob(x)   exact log p(x) by the forward algorithm (float64, rescaled at every step);
+  can_emit(x)   whether the noise-free source (noise = 0) can emit x, by exact set reachability;
+  sample(...)   independent sequences, each started afresh in a random word's first state.
+"""
+import numpy as np
+import torch
+
+
+class WordSource:
+    def __init__(self, words, bigram, start, n_outputs, noise):
+        """words: lists of output tokens; bigram [W, W]: row w is the law of the word after w;
+        start [W]: the law of the first word; noise: the probability of a uniform replacement."""
+        bigram = torch.as_tensor(bigram, dtype=torch.float64)
+        start = torch.as_tensor(start, dtype=torch.float64)
+        W = len(words)
+        if bigram.shape != (W, W) or start.shape != (W,):
+            raise ValueError(f"bigram must be [{W}, {W}] and start [{W}] for {W} words, got "
+                             f"{tuple(bigram.shape)} and {tuple(start.shape)}")
+        if not (torch.allclose(bigram.sum(1), torch.ones(W, dtype=torch.float64)) and abs(float(start.sum()) - 1) < 1e-9):
+            raise ValueError("every row of bigram and start must sum to 1")
+        if any(len(w) == 0 or min(w) < 0 or max(w) >= n_outputs for w in words):
+            raise ValueError(f"words must be non-empty lists of tokens in [0, {n_outputs})")
+        if not 0 <= noise <= 1:
+            raise ValueError(f"noise must lie in [0, 1], got {noise}")
+        self.words, self.n_outputs, self.noise = [list(w) for w in words], n_outputs, float(noise)
+        # States are (word, position), word by word; first[w] is word w's first state.
+        first = np.cumsum([0] + [len(w) for w in words])
+        S = int(first[-1])
+        self.symbol = torch.tensor([s for w in words for s in w])  # noise-free output of each state
+        self.trans = torch.zeros(S, S, dtype=torch.float64)
+        for w, word in enumerate(words):
+            for j in range(len(word) - 1):
+                self.trans[first[w] + j, first[w] + j + 1] = 1.0
+            self.trans[first[w] + len(word) - 1, first[:-1]] = bigram[w]
+        # The few possible next states of each state, for sampling without [n, S] rows.
+        fan_out = int((self.trans > 0).sum(1).max())
+        self.next_prob, self.next_state = self.trans.topk(fan_out, 1)
+        self.start = torch.zeros(S, dtype=torch.float64)
+        self.start[first[:-1]] = start
+        # emit[s, x] = p(x | state s)
+        self.emit = torch.full((S, n_outputs), self.noise / n_outputs, dtype=torch.float64)
+        self.emit[torch.arange(S), self.symbol] += 1 - self.noise
+
+    @property
+    def n_states(self):
+        return self.symbol.numel()
+
+    def sample(self, n, length, generator, noise=True):
+        """[n, length] token ids: n independent sequences (noise=False: from the noise-free source)."""
+        state = torch.multinomial(self.start.expand(n, -1), 1, generator=generator).squeeze(1)
+        out = torch.empty(n, length, dtype=torch.long)
+        for i in range(length):
+            if i:
+                pick = torch.multinomial(self.next_prob[state], 1, generator=generator)
+                state = self.next_state[state].gather(1, pick).squeeze(1)
+            token = self.symbol[state]
+            if noise and self.noise > 0:
+                replace = torch.rand(n, generator=generator, dtype=torch.float64) < self.noise
+                uniform = torch.randint(self.n_outputs, (n,), generator=generator)
+                token = torch.where(replace, uniform, token)
+            out[:, i] = token
+        return out
+
+    def log_prob(self, x):
+        """[n] exact log p(x) of the rows of x [n, length] (float64): the forward algorithm,
+        its state vector renormalised at every step and the normalisers' logs summed."""
+        x = torch.as_tensor(x)
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.n_outputs):
+            raise ValueError(f"tokens must lie in [0, {self.n_outputs}), got [{int(x.min())}, {int(x.max())}]")
+        emit = self.emit.t()  # [n_outputs, S]
+        total = torch.zeros(x.shape[0], dtype=torch.float64)
+        forward = None
+        for i in range(x.shape[1]):
+            prior = self.start.expand(x.shape[0], -1) if i == 0 else forward @ self.trans
+            joint = prior * emit[x[:, i]]
+            norm = joint.sum(1, keepdim=True)
+            total += norm.squeeze(1).log()
+            forward = joint / norm.clamp_min(1e-300)  # a zero row stays zero (and its total -inf)
+        return total
+
+    def can_emit(self, x):
+        """[n] bool: whether the noise-free source gives the row of x [n, length] a positive
+        probability (some state path emits it exactly), by boolean reachability, not floats."""
+        x = torch.as_tensor(x)
+        allowed = self.trans > 0
+        reach = (self.start > 0) & (self.symbol == x[:, :1])
+        for i in range(1, x.shape[1]):
+            reach = ((reach.double() @ allowed.double()) > 0) & (self.symbol == x[:, i:i + 1])
+        return reach.any(1)
+
+
+def random_source(seed, n_symbols, n_words, min_len, max_len, successors, noise, n_outputs=None):
+    """A seeded source: n_words distinct random words of min_len..max_len symbols (tokens
+    0 .. n_symbols - 1), each followed by one of `successors` random words with Dirichlet(1)
+    weights; the first word is uniform; noise is uniform over n_outputs (default n_symbols) tokens."""
+    if successors > n_words:
+        raise ValueError(f"successors ({successors}) cannot exceed n_words ({n_words})")
+    rng = np.random.default_rng(seed)
+    words = []
+    while len(words) < n_words:
+        word = rng.integers(n_symbols, size=rng.integers(min_len, max_len + 1)).tolist()
+        if word not in words:
+            words.append(word)
+    bigram = np.zeros((n_words, n_words))
+    for w in range(n_words):
+        bigram[w, rng.choice(n_words, successors, replace=False)] = rng.dirichlet(np.ones(successors))
+    return WordSource(words, bigram, np.full(n_words, 1 / n_words), n_outputs or n_symbols, noise)
+
+
+def entropy_per_token(source, length, n, generator):
+    """(mean, standard error) of -log p(x) / length over n sequences sampled from the source: a
+    Monte Carlo estimate of H(X_1 .. X_length) / length, the entropy of its length-token blocks."""
+    nll = torch.cat([-source.log_prob(source.sample(min(4096, n - i), length, generator)) / length
+                     for i in range(0, n, 4096)])
+    return float(nll.mean()), float(nll.std() / len(nll) ** 0.5)

@@ -1,0 +1,159 @@
+"""scripts/hmm_language.py and scripts/fig1_tiny.py: the source's likelihood against brute-force
+enumeration of its generative story, its sampling frequencies, the noise-free "can the source emit
+this" test on hand-made sequences, one document per training block, and a reduced run."""
+import csv
+import itertools
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import data
+import fig1_tiny
+from hmm_language import WordSource
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A hand-made source: outputs 0..4 (4 is written only by the noise). Words "ab" = [0, 1],
+# "cdc" = [2, 3, 2] and "bb" = [1, 1]; "ab" is always followed by "cdc", "cdc" by "ab" (0.3) or
+# "bb" (0.7), "bb" by "bb"; a document starts with "ab" (0.6) or "bb" (0.4), never "cdc".
+WORDS = [[0, 1], [2, 3, 2], [1, 1]]
+BIGRAM = [[0.0, 1.0, 0.0], [0.3, 0.0, 0.7], [0.0, 0.0, 1.0]]
+START = [0.6, 0.0, 0.4]
+N_OUTPUTS = 5
+
+
+def story_probability(x, noise):
+    """p(x) by enumerating every hidden trajectory of the generative story, written out here:
+    pick the first word, emit its symbols one by one (each replaced with probability noise by a
+    uniform output), after a word's last symbol pick the next word from the bigram."""
+    def emit(symbol, token):
+        return (1 - noise) * (symbol == token) + noise / N_OUTPUTS
+
+    def walk(i, word, pos, prob):
+        if prob == 0:
+            return 0.0
+        prob *= emit(WORDS[word][pos], x[i])
+        if i == len(x) - 1:
+            return prob
+        if pos + 1 < len(WORDS[word]):
+            return walk(i + 1, word, pos + 1, prob)
+        return sum(walk(i + 1, nxt, 0, prob * BIGRAM[word][nxt]) for nxt in range(len(WORDS)))
+
+    return sum(walk(0, w, 0, START[w]) for w in range(len(WORDS)))
+
+
+def source(noise):
+    return WordSource(WORDS, BIGRAM, START, N_OUTPUTS, noise)
+
+
+@pytest.mark.parametrize("noise", [0.1, 0.0])
+def test_forward_algorithm_equals_brute_force_enumeration(noise):
+    seqs = torch.tensor(list(itertools.product(range(N_OUTPUTS), repeat=4)))
+    log_p = source(noise).log_prob(seqs)
+    brute = torch.tensor([story_probability(s.tolist(), noise) for s in seqs], dtype=torch.float64)
+    assert math.isclose(float(brute.sum()), 1.0, rel_tol=1e-12)  # the story is a distribution
+    assert torch.equal(log_p == -math.inf, brute == 0)
+    possible = brute > 0
+    torch.testing.assert_close(log_p[possible], brute[possible].log(), rtol=0, atol=1e-10)
+
+
+def test_sample_frequencies_match_the_parameters():
+    n = 40000
+    for noise in (0.2, 0.0):
+        x = source(noise).sample(n, 3, torch.Generator().manual_seed(7), noise=noise > 0)
+        counts = {}
+        for row in x.tolist():
+            counts[tuple(row)] = counts.get(tuple(row), 0) + 1
+        for seq in itertools.product(range(N_OUTPUTS), repeat=3):
+            p = story_probability(list(seq), noise)
+            freq = counts.get(seq, 0) / n
+            assert abs(freq - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12, (noise, seq, freq, p)
+
+
+def test_can_emit_accepts_exactly_what_the_noise_free_source_emits():
+    src = source(0.1)
+    valid = [[0, 1, 2, 3, 2, 0, 1],        # ab cdc ab
+             [1, 1, 1, 1],                 # bb bb
+             [0, 1, 2, 3, 2, 1, 1, 1, 1],  # ab cdc bb bb
+             [0, 1, 2, 3],                 # ab, then cdc cut by the document's end
+             [1, 1, 1],                    # bb, then half a bb
+             [1]]
+    invalid = [[2, 3, 2],                  # cdc never starts a document
+               [0, 1, 0, 1],               # ab is never followed by ab
+               [0, 2],                     # a broken word
+               [1, 1, 0, 1],               # bb is only followed by bb
+               [3],                        # starts inside a word
+               [0, 1, 4]]                  # 4 is written only by the noise
+    for seq in valid:
+        assert bool(src.can_emit(torch.tensor([seq]))), seq
+    for seq in invalid:
+        assert not bool(src.can_emit(torch.tensor([seq]))), seq
+    # ... and on every sequence of length 5: exactly those the noise-free story gives p > 0
+    seqs = torch.tensor(list(itertools.product(range(N_OUTPUTS), repeat=5)))
+    truth = torch.tensor([story_probability(s.tolist(), 0.0) > 0 for s in seqs])
+    assert torch.equal(src.can_emit(seqs), truth) and 0 < int(truth.sum()) < len(seqs)
+
+
+def test_completion_metrics_against_hand_computed_values():
+    src, eos = source(0.1), 4
+    prompts = torch.tensor([[0, 1], [0, 1], [1, 1]])
+    completions = torch.tensor([[2, 3, 2, eos],   # ab cdc, eos slot right: no failure
+                                [2, 3, 3, eos],   # a broken word: failure
+                                [1, 1, 1, 0]])    # bb bb bb but no eos: failure
+    m = fig1_tiny.completion_metrics(src, prompts, completions, eos)
+    assert math.isclose(m["failure"], 2 / 3, rel_tol=1e-12)
+    nll = [-(math.log(story_probability(p + c[:-1], 0.1)) - math.log(story_probability(p, 0.1))) / 3
+           for p, c in zip(prompts.tolist(), completions.tolist())]
+    assert math.isclose(m["gen_nll"], sum(nll) / 3, rel_tol=1e-9)
+    blocks = torch.tensor([[0, 1, 2, eos], [1, 1, 1, 2]])
+    s = fig1_tiny.sample_metrics(src, blocks, eos)
+    assert math.isclose(s["no_final_eos"], 0.5, rel_tol=1e-12)
+    expect = -(math.log(story_probability([0, 1, 2], 0.1)) + math.log(story_probability([1, 1, 1], 0.1))) / 6
+    assert math.isclose(s["gen_nll"], expect, rel_tol=1e-9)
+
+
+def test_each_training_block_is_one_document_and_its_eos():
+    """The trainer's packing (texts + eos, cut into block_size blocks) of documents of
+    block_size - 1 tokens, eos among them as noise, gives back each document followed by eos."""
+    n_symbols, block_size = 6, 9
+    tok = fig1_tiny.make_tokenizer(n_symbols)
+    assert (tok.eos_token_id, tok.mask_token_id, tok.pad_token_id, len(tok)) == (6, 7, 6, 8)
+    docs = torch.randint(n_symbols + 1, (50, block_size - 1), generator=torch.Generator().manual_seed(3))
+    docs[0, 4] = n_symbols  # an eos written by the noise inside a document
+    texts = [fig1_tiny.to_text(d, n_symbols) for d in docs]
+    blocks = data.pack_texts({"text": texts}, tok, "text", block_size, tok.eos_token_id)["input_ids"]
+    assert blocks == [d.tolist() + [n_symbols] for d in docs]
+
+
+@pytest.mark.slow
+def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path):
+    out = str(tmp_path / "fig1")
+    cmd = [sys.executable, "scripts/fig1_tiny.py", "--out", out, "--seeds", "1", "--ks", "0,1", "--steps", "2",
+           "--batch_size", "4", "--symbols", "6", "--words", "8", "--word_min", "2", "--word_max", "3",
+           "--train_docs", "64", "--valid_docs", "16", "--entropy_samples", "64", "--block_size", "12",
+           "--d_model", "16", "--n_layers", "1", "--n_heads", "2", "--eval_blocks", "8", "--samples", "8",
+           "--sample_steps", "2,12", "--prompts", "8", "--prompt_length", "4", "--completion_length", "8",
+           "--completion_steps", "2,8"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(os.path.join(out, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        assert math.isfinite(float(r["mean"])) and math.isfinite(float(r["spread"])), r
+    metrics = {(r["model"], r["sampler"], r["metric"]) for r in rows}
+    for model in ("MDLM (k=0)", "UDLM (k=1)", "continued mdm", "continued xdm"):
+        assert (model, "", "nelbo") in metrics and (model, "ancestral", "gen_nll") in metrics
+    for model in ("base", "continued mdm", "continued xdm"):
+        assert (model, "confidence", "failure") in metrics
+    assert os.path.getsize(os.path.join(out, "fig1.png")) > 1000
+    # a rerun reuses every finished stage ...
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "stages (" not in again.stderr
+    # ... and refuses stages made with other settings
+    other = subprocess.run(cmd + ["--continue_steps", "3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert other.returncode != 0 and "--continue_steps 2 -> 3" in other.stderr
