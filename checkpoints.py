@@ -4,8 +4,9 @@ checkpoint, and nothing is ever deleted but by the Trainer's save_total_limit.
 A checkpoint is complete once its marker file is written, last, after every process has saved
 its part. Output-folder preparation moves earlier or incomplete checkpoints aside (a rename);
 the final model is written by save_final, or from a checkpoint that already reached --max_steps.
-Before anything loads, the output folder is checked (writable, one run at a time, the settings
-of the run it holds) and so is the checkpoint to resume from (complete, undamaged)."""
+Before anything loads, the output folder is checked (writable, not a folder the model is read
+from, one run at a time, the settings of the run it holds) and so is the checkpoint to resume
+from (complete, undamaged)."""
 import errno
 import fcntl
 import json
@@ -68,6 +69,20 @@ def check_output_dir(output_dir):
     except OSError as e:
         raise ValueError(f"--output_dir {output_dir} is not writable ({e.strerror}): checkpoints and the final model "
                          "are written there; give a folder this user can write") from None
+
+
+def check_source_is_not_destination(model_args, training_args):
+    """Training writes checkpoints and the final model into --output_dir: it must not be, or
+    contain, a folder the model, config or tokenizer is read from."""
+    out = os.path.realpath(training_args.output_dir)
+    for flag in ("model_name_or_path", "config_name", "tokenizer_name"):
+        source = getattr(model_args, flag)
+        if not (source and os.path.exists(source)):
+            continue  # a hub name
+        folder = os.path.realpath(source if os.path.isdir(source) else os.path.dirname(source))
+        if folder == out or folder.startswith(out.rstrip(os.sep) + os.sep):
+            raise ValueError(f"--output_dir {training_args.output_dir} {'is' if folder == out else 'contains'} the folder of "
+                             f"--{flag} {source}: training would overwrite what it reads; give another --output_dir")
 
 
 LOCK_FILE = "run.lock"  # held (flock) by process 0 of the run that trains into the folder

@@ -3,7 +3,9 @@
 
 The flow of transformers' run_clm.py (argument dataclasses, datasets, packing into
 blocks, Trainer) with LLaDA's loss swapped for one of xdlm_trainer.OBJECTIVES (XDLM, LLaDA's
-masked loss, autoregressive). Data loading lives in data.py, checkpointing in checkpoints.py.
+masked loss, autoregressive). Data loading lives in data.py, checkpointing and the output
+folder's checks in checkpoints.py, the Trainer, wandb's defaults and the loss curve in
+xdlm_trainer.py.
 Launch with `deepspeed llada_cpt.py --deepspeed ds_zero2_bf16_config_simp.json ...`,
 `torchrun`, or plain `python` for one process.
 """
@@ -19,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import datasets
-import numpy as np
 import torch
 import transformers
 from transformers import (
@@ -35,16 +36,15 @@ from transformers import (
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
-from checkpoints import output_dir_claimed, prepare_output_dir, run_identity
+from checkpoints import check_source_is_not_destination, output_dir_claimed, prepare_output_dir, run_identity
 from data import LOCAL_FILE_FORMATS, builder_for, training_and_validation_blocks
 from modeling_llada import LLaDAConfig, LLaDAModelLM
-from xdlm_trainer import OBJECTIVES, XDLMTrainer
+from xdlm_trainer import LOSS_CURVE_WINDOW, OBJECTIVES, XDLMTrainer, plot_loss_curve, set_wandb_defaults
 
 logger = logging.getLogger(__name__)
 
 # LoRA adapters go on these projections of every LLaDA block (all of them by default).
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
-LOSS_CURVE_WINDOW = 20  # logged training losses per point of loss_curve.png's running mean
 
 
 def lora_target_pattern(modules):
@@ -282,20 +282,6 @@ def check_json_types(values, dataclass_types, path):
             raise ValueError(f"{path}: \"{key}\" must be {allowed} (as on the command line), got {json.dumps(value)}")
 
 
-def check_source_is_not_destination(model_args, training_args):
-    """Training writes checkpoints and the final model into --output_dir: it must not be, or
-    contain, a folder the model, config or tokenizer is read from."""
-    out = os.path.realpath(training_args.output_dir)
-    for flag in ("model_name_or_path", "config_name", "tokenizer_name"):
-        source = getattr(model_args, flag)
-        if not (source and os.path.exists(source)):
-            continue  # a hub name
-        folder = os.path.realpath(source if os.path.isdir(source) else os.path.dirname(source))
-        if folder == out or folder.startswith(out.rstrip(os.sep) + os.sep):
-            raise ValueError(f"--output_dir {training_args.output_dir} {'is' if folder == out else 'contains'} the folder of "
-                             f"--{flag} {source}: training would overwrite what it reads; give another --output_dir")
-
-
 def check_flag_combinations(model_args, data_args, xdlm_args, training_args):
     if training_args.do_train:
         check_source_is_not_destination(model_args, training_args)
@@ -467,76 +453,6 @@ def load_model(model_args, config, training_method, training_args):
 
 
 # ---------------------------------------------------------------------------
-# Logging: wandb defaults and the loss curve
-# ---------------------------------------------------------------------------
-
-WANDB_DEFAULT_PROJECT = "xdlm-llada"  # the project a run logs to unless WANDB_PROJECT names another
-
-
-def set_wandb_defaults(training_args):
-    """--report_to wandb: runs go to WANDB_PROJECT (default xdlm-llada) under --run_name, their
-    files to WANDB_DIR (default output_dir). Without a login (no WANDB_API_KEY, no netrc entry
-    for the wandb host) and no WANDB_MODE, the run logs offline instead of stopping at a login
-    prompt; `wandb sync` uploads it later. WANDB_MODE=online/offline/disabled decides explicitly."""
-    if "wandb" not in (training_args.report_to or []):
-        return
-    import netrc
-    from urllib.parse import urlparse
-
-    os.environ.setdefault("WANDB_PROJECT", WANDB_DEFAULT_PROJECT)
-    if "WANDB_DIR" not in os.environ:
-        os.makedirs(training_args.output_dir, exist_ok=True)
-        os.environ["WANDB_DIR"] = os.path.abspath(training_args.output_dir)
-    if "WANDB_MODE" in os.environ or os.environ.get("WANDB_API_KEY"):
-        return
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        logged_in = netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        logged_in = False
-    if not logged_in:
-        os.environ["WANDB_MODE"] = "offline"
-        logger.warning(f"no wandb login for {host}: logging offline under {os.environ['WANDB_DIR']}/wandb "
-                       "(upload later with `wandb sync`; set WANDB_MODE=online after `wandb login` to log live)")
-
-
-def running_mean(values, window):
-    """The mean of each value and the window - 1 before it (fewer at the start)."""
-    sums = np.cumsum(np.concatenate([[0.0], np.asarray(values, dtype=np.float64)]))
-    ends = np.arange(1, len(values) + 1)
-    starts = np.maximum(ends - window, 0)
-    return (sums[ends] - sums[starts]) / (ends - starts)
-
-
-def plot_loss_curve(log_history, path, eval_key, window=LOSS_CURVE_WINDOW):
-    """The logged training losses as faint dots (diffusion's noise makes them a wide band), their
-    running mean over `window` logged steps as the trend, and the validation loss `eval_key`
-    (eval_nelbo, eval_nll) wherever it was evaluated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
-    if not points:
-        return
-    steps, losses = zip(*points)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, losses, ".", alpha=0.3, color="tab:blue", label="training loss (logged)")
-    ax.plot(steps, running_mean(losses, window), color="tab:blue", label=f"running mean over {window} logged steps")
-    evals = [(e["step"], e[eval_key]) for e in log_history if eval_key in e]
-    if evals:
-        ax.plot(*zip(*evals), "o-", color="tab:red", label=f"validation {eval_key[len('eval_'):]}")
-    ax.legend()
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats per loss position)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 
@@ -546,8 +462,8 @@ def setup_logging(training_args, xdlm_args):
     if training_args.should_log:
         transformers.utils.logging.set_verbosity_info()
     log_level = training_args.get_process_log_level()
-    for module_logger in (logger, logging.getLogger("data"), logging.getLogger("checkpoints")):
-        module_logger.setLevel(log_level)
+    for name in (__name__, "data", "checkpoints", "xdlm_trainer"):
+        logging.getLogger(name).setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     datasets.utils.logging.disable_propagation()  # it prints with its own handler, as transformers does: each line once
     transformers.utils.logging.set_verbosity(log_level)

@@ -2,8 +2,11 @@
 
 OBJECTIVES holds, per --training_method, its mixing ratio k, causality, validation metric
 names, whether the fused loss applies, and its loss: a new method is one entry plus its loss
-function. XDLMTrainer draws the training noise and normalises the loss as the paper's code."""
+function. XDLMTrainer draws the training noise and normalises the loss as the paper's code.
+What a run logs besides its metrics is here too: wandb's defaults and loss_curve.png."""
+import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -23,6 +26,8 @@ from xdlm_loss import (
     stratified_mask_rate,
     xdlm_loss,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def diffusion_loss_sums(trainer, model, input_ids, prompt_mask, training):
@@ -185,3 +190,74 @@ def native_llada(model):
     if not isinstance(base, LLaDAModelLM):
         raise TypeError(f"--fused_loss needs this repository's LLaDA model, got {type(base).__name__}")
     return base
+
+
+# ---------------------------------------------------------------------------
+# Logging: wandb defaults and the loss curve
+# ---------------------------------------------------------------------------
+
+LOSS_CURVE_WINDOW = 20  # logged training losses per point of loss_curve.png's running mean
+WANDB_DEFAULT_PROJECT = "xdlm-llada"  # the project a run logs to unless WANDB_PROJECT names another
+
+
+def set_wandb_defaults(training_args):
+    """--report_to wandb: runs go to WANDB_PROJECT (default xdlm-llada) under --run_name, their
+    files to WANDB_DIR (default output_dir). Without a login (no WANDB_API_KEY, no netrc entry
+    for the wandb host) and no WANDB_MODE, the run logs offline instead of stopping at a login
+    prompt; `wandb sync` uploads it later. WANDB_MODE=online/offline/disabled decides explicitly."""
+    if "wandb" not in (training_args.report_to or []):
+        return
+    import netrc
+    from urllib.parse import urlparse
+
+    os.environ.setdefault("WANDB_PROJECT", WANDB_DEFAULT_PROJECT)
+    if "WANDB_DIR" not in os.environ:
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        os.environ["WANDB_DIR"] = os.path.abspath(training_args.output_dir)
+    if "WANDB_MODE" in os.environ or os.environ.get("WANDB_API_KEY"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        logged_in = netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        logged_in = False
+    if not logged_in:
+        os.environ["WANDB_MODE"] = "offline"
+        logger.warning(f"no wandb login for {host}: logging offline under {os.environ['WANDB_DIR']}/wandb "
+                       "(upload later with `wandb sync`; set WANDB_MODE=online after `wandb login` to log live)")
+
+
+def running_mean(values, window):
+    """The mean of each value and the window - 1 before it (fewer at the start)."""
+    sums = np.cumsum(np.concatenate([[0.0], np.asarray(values, dtype=np.float64)]))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def plot_loss_curve(log_history, path, eval_key, window=LOSS_CURVE_WINDOW):
+    """The logged training losses as faint dots (diffusion's noise makes them a wide band), their
+    running mean over `window` logged steps as the trend, and the validation loss `eval_key`
+    (eval_nelbo, eval_nll) wherever it was evaluated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    if not points:
+        return
+    steps, losses = zip(*points)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, losses, ".", alpha=0.3, color="tab:blue", label="training loss (logged)")
+    ax.plot(steps, running_mean(losses, window), color="tab:blue", label=f"running mean over {window} logged steps")
+    evals = [(e["step"], e[eval_key]) for e in log_history if eval_key in e]
+    if evals:
+        ax.plot(*zip(*evals), "o-", color="tab:red", label=f"validation {eval_key[len('eval_'):]}")
+    ax.legend()
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per loss position)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -155,7 +155,7 @@ def wandb_defaults(monkeypatch, tmp_path, report_to=("wandb",), netrc=None, **en
         environ["NETRC"] = str(tmp_path / "netrc")
     monkeypatch.setattr(os, "environ", environ)
     out = tmp_path / "out"
-    llada_cpt.set_wandb_defaults(SimpleNamespace(report_to=list(report_to), output_dir=str(out)))
+    xdlm_trainer.set_wandb_defaults(SimpleNamespace(report_to=list(report_to), output_dir=str(out)))
     return {k: v for k, v in environ.items() if k.startswith("WANDB_")}, out
 
 
@@ -204,7 +204,7 @@ def test_loss_curve_shows_the_raw_losses_their_running_mean_and_the_validation_p
     history = [{"step": i + 1, "loss": x} for i, x in enumerate(losses)]
     history += [{"step": 30, "eval_nelbo": 4.0, "eval_loss": 9.0}, {"step": 60, "eval_nelbo": 3.5}]
     path = tmp_path / "loss_curve.png"
-    llada_cpt.plot_loss_curve(history, str(path), eval_key="eval_nelbo", window=7)
+    xdlm_trainer.plot_loss_curve(history, str(path), eval_key="eval_nelbo", window=7)
     assert path.stat().st_size > 1000
     assert drawn["training loss (logged)"] == [list(range(1, 61)), losses]
     steps, mean = drawn["running mean over 7 logged steps"]
