@@ -18,10 +18,15 @@ TINY_TRAIN_FLAGS=(
   --do_train --overwrite_output_dir --report_to none --dataloader_num_workers 0 --seed 0
 )
 
-# The tiny runs: offline, on the tiny model and data in $TINY (made once by make_tiny.py).
-tiny_setup() {
+# The CPU experiments run offline: nothing from a hub, wandb (if asked for) logs locally.
+offline_setup() {
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
   export WANDB_MODE=${WANDB_MODE:-offline}
+}
+
+# The tiny runs: offline, on the tiny model and data in $TINY (made once by make_tiny.py).
+tiny_setup() {
+  offline_setup
   TINY=${TINY_DIR:-.tiny}
   "$PYTHON" scripts/make_tiny.py --out "$TINY"
 }

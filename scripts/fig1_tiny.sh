@@ -5,9 +5,7 @@
 # models continued with k = 0 and k = 0.1 and scored on noise-free prompts (failure rate).
 # Writes outputs/fig1_tiny/results.csv, results.md and fig1.png; a rerun reuses finished
 # stages. Extra flags go to scripts/fig1_tiny.py, e.g. --out DIR --seeds 5 --steps 1500.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline}
+source "$(dirname "$0")/common.sh"
+offline_setup
 
-"$PY" scripts/fig1_tiny.py "$@"
+"$PYTHON" scripts/fig1_tiny.py "$@"
