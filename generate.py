@@ -38,6 +38,7 @@ usage: python generate.py --model_name_or_path DIR --prompt "def add(a, b):" --s
 """
 import argparse
 import math
+import sys
 
 import torch
 from tqdm.auto import tqdm
@@ -79,16 +80,10 @@ def add_gumbel_noise(logits, temperature):
     return logits.exp() / gumbel
 
 
-def _check(model, prompt_ids, attention_mask, steps, gen_length, block_length, k, temperature, remasking, mask_id, sampler,
-           cache, threshold):
-    if mask_id is None:
-        mask_id = getattr(model.config, "mask_token_id", None)
-        if mask_id is None:
-            raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id (generate.py: --mask_id)")
-    if prompt_ids.dim() != 2:
-        raise ValueError(f"prompt_ids must have shape [B, P], got {tuple(prompt_ids.shape)}")
-    if attention_mask is not None and attention_mask.shape != prompt_ids.shape:
-        raise ValueError(f"attention_mask must have the prompt's shape {tuple(prompt_ids.shape)}, got {tuple(attention_mask.shape)}")
+def check_settings(steps=32, gen_length=256, block_length=256, k=0.0, temperature=0.0, remasking="low_confidence",
+                   sampler="confidence", cache="none", threshold=None):
+    """Raises ValueError naming the first bad sampling setting (no model needed, so a wrapper
+    can refuse a bad configuration before loading anything)."""
     if gen_length < 1 or block_length < 1 or gen_length % block_length:
         raise ValueError(f"gen_length ({gen_length}) must be a positive multiple of block_length ({block_length})")
     blocks = gen_length // block_length
@@ -116,8 +111,20 @@ def _check(model, prompt_ids, attention_mask, steps, gen_length, block_length, k
                          "exact posterior steps over the whole sequence")
     if threshold is not None and remasking != "low_confidence":
         raise ValueError("threshold compares probabilities: it needs remasking='low_confidence'")
-    if cache != "none" and not _native(model):
-        raise ValueError(f"cache={cache!r} needs the native LLaDA model (modeling_llada.LLaDAModelLM), got "
+
+
+def _check(model, prompt_ids, attention_mask, mask_id, **settings):
+    if mask_id is None:
+        mask_id = getattr(model.config, "mask_token_id", None)
+        if mask_id is None:
+            raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id (generate.py: --mask_id)")
+    if prompt_ids.dim() != 2:
+        raise ValueError(f"prompt_ids must have shape [B, P], got {tuple(prompt_ids.shape)}")
+    if attention_mask is not None and attention_mask.shape != prompt_ids.shape:
+        raise ValueError(f"attention_mask must have the prompt's shape {tuple(prompt_ids.shape)}, got {tuple(attention_mask.shape)}")
+    check_settings(**settings)
+    if settings["cache"] != "none" and not _native(model):
+        raise ValueError(f"cache={settings['cache']!r} needs the native LLaDA model (modeling_llada.LLaDAModelLM), got "
                          f"{type(model).__name__}")
     return mask_id
 
@@ -210,8 +217,9 @@ def generate(model, prompt_ids, attention_mask=None, steps=32, gen_length=256, b
     """Returns [B, P + gen_length] ids: the (left-padded) prompts followed by their completions.
     A dict passed as `stats` receives "steps" (sampling steps taken, <= steps), "full_forwards"
     and "span_forwards" (model passes over the whole sequence, and over a cached span)."""
-    mask_id = _check(model, prompt_ids, attention_mask, steps, gen_length, block_length, k, temperature,
-                     remasking, mask_id, sampler, cache, threshold)
+    mask_id = _check(model, prompt_ids, attention_mask, mask_id, steps=steps, gen_length=gen_length,
+                     block_length=block_length, k=k, temperature=temperature, remasking=remasking, sampler=sampler,
+                     cache=cache, threshold=threshold)
     B, P = prompt_ids.shape
     device = prompt_ids.device
     x = torch.cat([prompt_ids, torch.full((B, gen_length), mask_id, dtype=prompt_ids.dtype, device=device)], 1)
@@ -328,6 +336,27 @@ def _ancestral(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, 
     return x
 
 
+def load_model(path, dtype=None, device=None, tokenizer_path=None):
+    """(model, tokenizer, device) for sampling: the checkpoint (native LLaDA model for model_type
+    "llada") in eval mode, by default on the GPU in bfloat16 when there is one, else on the CPU
+    in float32; `dtype` is a name ("bfloat16", "float32", ...). The tokenizer pads on the left
+    (pad = eos when it has no pad token) for batches of prompts."""
+    import transformers
+
+    import modeling_llada  # noqa: F401  (registers the native LLaDA model)
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or ("bfloat16" if str(device).startswith("cuda") else "float32")
+    if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise ValueError(f"dtype {dtype!r} is not a torch dtype name (e.g. bfloat16, float32)")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path or path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = transformers.AutoModel.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    return model, tokenizer, device
+
+
 def main():
     ap = argparse.ArgumentParser(description="Sample a completion from a LLaDA-class diffusion model.")
     ap.add_argument("--model_name_or_path", required=True)
@@ -339,23 +368,33 @@ def main():
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--remasking", choices=REMASKING, default="low_confidence")
     ap.add_argument("--sampler", choices=SAMPLERS, default="confidence")
+    ap.add_argument("--mask_id", type=int, default=None, help="the mask token id (default: the model config's mask_token_id)")
+    ap.add_argument("--cache", choices=CACHES, default="none",
+                    help="approximate KV cache refreshed at each block's first step (not the paper's protocol)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="reveal every masked position of the block at least this probable (not the paper's protocol)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
                     help="default: bfloat16 on GPU, float32 on CPU")
     args = ap.parse_args()
-
-    import transformers
-
-    import modeling_llada  # noqa: F401  (registers the native LLaDA model)
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        ap.error(f"--temperature must be >= 0 and finite, got {args.temperature}")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        ap.error(f"--threshold must be a probability in [0, 1], got {args.threshold}")
 
     torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
-    tokenizer = transformers.AutoTokenizer.from_pretrained(args.model_name_or_path)
-    model = transformers.AutoModel.from_pretrained(args.model_name_or_path, dtype=dtype).to(device).eval()
+    model, tokenizer, device = load_model(args.model_name_or_path, args.dtype)
+    if args.mask_id is None and getattr(model.config, "mask_token_id", None) is None:
+        ap.error(f"{args.model_name_or_path} has no mask_token_id in its config: pass --mask_id")
+    if args.mask_id is not None and not 0 <= args.mask_id < model.config.vocab_size:
+        ap.error(f"--mask_id must be a token id in [0, {model.config.vocab_size}), got {args.mask_id}")
     ids = tokenizer(args.prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+    stats = {}
     out = generate(model, ids, steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k,
-                   temperature=args.temperature, remasking=args.remasking, sampler=args.sampler, progress=True)
+                   temperature=args.temperature, remasking=args.remasking, sampler=args.sampler, mask_id=args.mask_id,
+                   progress=True, cache=args.cache, threshold=args.threshold, stats=stats)
+    if args.threshold is not None:
+        print(f"steps used: {stats['steps']} of {args.steps}", file=sys.stderr)
     print(decode_completion(tokenizer, out[0, ids.shape[1]:]))
 
 
