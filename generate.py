@@ -118,6 +118,10 @@ def _check(model, prompt_ids, attention_mask, mask_id, **settings):
         mask_id = getattr(model.config, "mask_token_id", None)
         if mask_id is None:
             raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id (generate.py: --mask_id)")
+    width = getattr(model.config, "embedding_size", None) or getattr(model.config, "vocab_size", None)
+    if width is not None and not 0 <= mask_id < width:
+        raise ValueError(f"mask_id {mask_id} is not a token id of the model (0 .. {width - 1}); pass the model's mask "
+                         "token id as mask_id (generate.py: --mask_id)")
     if prompt_ids.dim() != 2:
         raise ValueError(f"prompt_ids must have shape [B, P], got {tuple(prompt_ids.shape)}")
     if attention_mask is not None and attention_mask.shape != prompt_ids.shape:
@@ -386,8 +390,6 @@ def main():
     model, tokenizer, device = load_model(args.model_name_or_path, args.dtype)
     if args.mask_id is None and getattr(model.config, "mask_token_id", None) is None:
         ap.error(f"{args.model_name_or_path} has no mask_token_id in its config: pass --mask_id")
-    if args.mask_id is not None and not 0 <= args.mask_id < model.config.vocab_size:
-        ap.error(f"--mask_id must be a token id in [0, {model.config.vocab_size}), got {args.mask_id}")
     ids = tokenizer(args.prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
     stats = {}
     out = generate(model, ids, steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k,
