@@ -38,9 +38,10 @@ SHAPES = {
     "8b": dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
                embedding_size=126464, mask_token_id=126336, rope_theta=500000.0),
 }
-# name: (cache, threshold); the first is the reference every ratio and agreement is taken against
+# name: (cache, threshold); the first is the reference every ratio and agreement is taken against.
+# 0.9 is Fast-dLLM's threshold; the tiny model is rarely that confident, so 0.1 shows the rule at work.
 MODES = {"exact": ("none", None), "prefix": ("prefix", None), "dual": ("dual", None),
-         "prefix-t0.9": ("prefix", 0.9), "dual-t0.9": ("dual", 0.9)}
+         "prefix-t0.9": ("prefix", 0.9), "dual-t0.9": ("dual", 0.9), "dual-t0.1": ("dual", 0.1)}
 
 
 def parse_modes(text):

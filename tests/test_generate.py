@@ -306,7 +306,7 @@ def test_bench_sampler_compares_the_modes_with_the_threads_it_is_given():
     assert "float32 on cpu (1 threads)" in proc.stdout
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines() if line.startswith("| ")]
     rows = {c[0]: c for c in cells}
-    assert set(rows) == {"mode", "---", "exact", "prefix", "dual", "prefix-t0.9", "dual-t0.9"}
+    assert set(rows) == {"mode", "---", "exact", "prefix", "dual", "prefix-t0.9", "dual-t0.9", "dual-t0.1"}
     assert rows["exact"][3:8] == ["1.00x", "16", "16 / 0", "100.0%", "100%"]  # the reference against itself
     assert rows["dual"][5] == "2 / 14"  # one full forward per block, the other steps on the cached span
     proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "0"], capture_output=True,
