@@ -6,7 +6,7 @@ completions).
 
 Default: the trained tiny default (outputs/tiny, written by scripts/train_tiny.sh), prompts of
 768 held-out tokens (.tiny/valid.jsonl, written by scripts/make_tiny.py), gen length 256,
-block 32, 256 steps, batch 4. The tiny model was trained on 64-token blocks with
+block 32, 256 steps, batch 2. The tiny model was trained on 64-token blocks with
 max_sequence_length 512; RoPE has no learned positions, so the ceiling is raised at load to
 prompt + gen length (a 1024-token sequence is out of distribution for it either way; the
 timing does not depend on that).
@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--tiny_dir", default=os.path.join(ROOT, ".tiny"), help="folder with valid.jsonl (held-out prompts)")
     ap.add_argument("--random", choices=SHAPES, default=None, help="random weights of this shape instead of --model")
     ap.add_argument("--prompt_length", type=int, default=768)
-    ap.add_argument("--batch", type=int, default=4, help="prompts sampled together (default 4)")
+    ap.add_argument("--batch", type=int, default=2, help="prompts sampled together (default 2)")
     ap.add_argument("--gen_length", type=int, default=256)
     ap.add_argument("--block_length", type=int, default=32)
     ap.add_argument("--steps", type=int, default=256)
