@@ -15,19 +15,40 @@
           predicted, and confidences are computed in float32.
   sampler="ancestral": the exact XDLM posterior step p(z_s | z_t) (xdlm_loss.reverse_posterior).
 
+Opt-in approximations for speed (Fast-dLLM's, NVlabs/Fast-dLLM llada/generate.py), not the paper's
+protocol; the defaults (cache="none", threshold=None) are the exact sampler above:
+  cache="prefix"  at each block's first step one full forward fills a cache of every layer's keys
+                  and values; the block's other steps run only the block and what follows it,
+                  against the cached keys and values of everything before the block.
+  cache="dual"    the same, but the other steps run only the block, against the cached keys
+                  and values of everything before and after it.
+                  With a cache, k > 0 re-edits only decoded tokens of the current block (its
+                  earlier blocks sit in the cache and are not scored again); the block's edit
+                  budget is unchanged.
+  threshold=t     each step reveals every masked position of the block whose probability is at
+                  least t, and never fewer than the schedule's count (so at least the most
+                  confident one): a block ends early when nothing is left to reveal, and the
+                  steps used are at most `steps` (stats["steps"]). With steps = gen_length this
+                  is Fast-dLLM's rule (at least one a step). The re-edit budget then counts the
+                  tokens actually revealed: floor(k/(1-k) x revealed in the block so far), none
+                  at the block's first step.
+
 Prompts may be left-padded (attention_mask); prompt and padding positions are never edited.
 usage: python generate.py --model_name_or_path DIR --prompt "def add(a, b):" --steps 32 --k 0.1
 """
 import argparse
 import math
+import sys
 
 import torch
 from tqdm.auto import tqdm
 
-from xdlm_loss import reverse_posterior, stationary_noise
+from modeling_llada import KVCache
+from xdlm_loss import drop_mask_logit, reverse_posterior, stationary_noise
 
 REMASKING = ("low_confidence", "random")
 SAMPLERS = ("confidence", "ancestral")
+CACHES = ("none", "prefix", "dual")
 
 
 def transfer_schedule(n_tokens, steps):
@@ -59,15 +80,10 @@ def add_gumbel_noise(logits, temperature):
     return logits.exp() / gumbel
 
 
-def _check(model, prompt_ids, attention_mask, steps, gen_length, block_length, k, temperature, remasking, mask_id, sampler):
-    if mask_id is None:
-        mask_id = getattr(model.config, "mask_token_id", None)
-        if mask_id is None:
-            raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id")
-    if prompt_ids.dim() != 2:
-        raise ValueError(f"prompt_ids must have shape [B, P], got {tuple(prompt_ids.shape)}")
-    if attention_mask is not None and attention_mask.shape != prompt_ids.shape:
-        raise ValueError(f"attention_mask must have the prompt's shape {tuple(prompt_ids.shape)}, got {tuple(attention_mask.shape)}")
+def check_settings(steps=32, gen_length=256, block_length=256, k=0.0, temperature=0.0, remasking="low_confidence",
+                   sampler="confidence", cache="none", threshold=None):
+    """Raises ValueError naming the first bad sampling setting (no model needed, so a wrapper
+    can refuse a bad configuration before loading anything)."""
     if gen_length < 1 or block_length < 1 or gen_length % block_length:
         raise ValueError(f"gen_length ({gen_length}) must be a positive multiple of block_length ({block_length})")
     blocks = gen_length // block_length
@@ -84,9 +100,41 @@ def _check(model, prompt_ids, attention_mask, steps, gen_length, block_length, k
     upper = 1.0 if sampler == "ancestral" else 1.0 - 1e-9
     if not 0.0 <= k <= upper:
         raise ValueError(f"k must lie in [0, 1) for the confidence sampler ([0, 1] for ancestral), got {k}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be >= 0 and finite, got {temperature}")
+    if cache not in CACHES:
+        raise ValueError(f"cache must be one of {CACHES}, got {cache!r}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+        raise ValueError(f"threshold must be None or a probability in [0, 1], got {threshold!r}")
+    if sampler == "ancestral" and (cache != "none" or threshold is not None):
+        raise ValueError("cache and threshold apply to sampler='confidence' only: the ancestral sampler takes "
+                         "exact posterior steps over the whole sequence")
+    if threshold is not None and remasking != "low_confidence":
+        raise ValueError("threshold compares probabilities: it needs remasking='low_confidence'")
+
+
+def _check(model, prompt_ids, attention_mask, mask_id, **settings):
+    if mask_id is None:
+        mask_id = getattr(model.config, "mask_token_id", None)
+        if mask_id is None:
+            raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id (generate.py: --mask_id)")
+    width = getattr(model.config, "embedding_size", None) or getattr(model.config, "vocab_size", None)
+    if width is not None and not 0 <= mask_id < width:
+        raise ValueError(f"mask_id {mask_id} is not a token id of the model (0 .. {width - 1}); pass the model's mask "
+                         "token id as mask_id (generate.py: --mask_id)")
+    if prompt_ids.dim() != 2:
+        raise ValueError(f"prompt_ids must have shape [B, P], got {tuple(prompt_ids.shape)}")
+    if attention_mask is not None and attention_mask.shape != prompt_ids.shape:
+        raise ValueError(f"attention_mask must have the prompt's shape {tuple(prompt_ids.shape)}, got {tuple(attention_mask.shape)}")
+    check_settings(**settings)
+    if settings["cache"] != "none" and not _native(model):
+        raise ValueError(f"cache={settings['cache']!r} needs the native LLaDA model (modeling_llada.LLaDAModelLM), got "
+                         f"{type(model).__name__}")
     return mask_id
+
+
+def _native(model):
+    return hasattr(model, "final_hidden") and hasattr(model, "logits_from_hidden")
 
 
 class _Scorer:
@@ -95,13 +143,35 @@ class _Scorer:
 
     With the native model only those positions go through the output head. The [B, M, N]
     work tensors are reused across steps: on CPU, allocating them afresh costs more than
-    the arithmetic (page faults), and the sampler must stay within 5% of the forward passes."""
+    the arithmetic (page faults), and the sampler must stay within 5% of the forward passes.
 
-    def __init__(self, model, attention_mask, mask_id, temperature):
+    With a cache (native model only), `begin_block` marks the next call as a block's first
+    step: one full forward that also refills the cache; later calls run only the span
+    [lo, hi) ("dual") or [lo, L) ("prefix") against it. Counts full and span forwards."""
+
+    def __init__(self, model, attention_mask, mask_id, temperature, cache="none"):
         self.model, self.attention_mask, self.mask_id, self.temperature = model, attention_mask, mask_id, temperature
-        self.native = hasattr(model, "final_hidden") and hasattr(model, "output_head_weight")
+        self.native = _native(model)
         self.buffers = {}
         self._vocab_size = model.output_head_weight.shape[0] if self.native else None
+        self.cache_mode, self.kv, self.span = cache, None, None
+        self.full_forwards = self.span_forwards = 0
+
+    def begin_block(self, lo, hi, length):
+        if self.cache_mode != "none":
+            self.kv = None  # refreshed by the block's first call
+            self.span = (lo, hi if self.cache_mode == "dual" else length)
+
+    def hidden(self, x):
+        """(final hidden states of the positions computed, the first position they cover)."""
+        if self.cache_mode == "none" or self.kv is None:
+            self.full_forwards += 1
+            if self.cache_mode != "none":
+                self.kv = KVCache()
+            return self.model.final_hidden(x, self.attention_mask, cache=self.kv), 0
+        self.span_forwards += 1
+        lo, hi = self.span
+        return self.model.span_hidden(x[:, lo:hi], lo, self.kv), lo
 
     def vocab_size(self, x):
         """N, the logits' width (one single-position pass if the model does not expose its head)."""
@@ -118,16 +188,15 @@ class _Scorer:
 
     def logits(self, x, positions):
         if self.native:
-            hidden = self.model.final_hidden(x, self.attention_mask)
-            hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
-            head = self.model.output_head_weight
-            logits = torch.matmul(hidden, head.t(), out=self._buffer("logits", (*positions.shape, head.shape[0]), hidden))
-            if self.model.config.scale_logits:
-                logits.mul_(1 / math.sqrt(self.model.config.d_model))
+            hidden, first = self.hidden(x)
+            hidden = hidden.gather(1, (positions - first)[..., None].expand(-1, -1, hidden.shape[-1]))
+            out = self._buffer("logits", (*positions.shape, self._vocab_size), hidden)
+            logits = self.model.logits_from_hidden(hidden, out=out)
         else:
+            self.full_forwards += 1
             logits = self.model(x, attention_mask=self.attention_mask).logits
             logits = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
-        logits[..., self.mask_id] = float("-inf")
+        drop_mask_logit(logits, self.mask_id)
         self._vocab_size = logits.shape[-1]
         return logits.float()
 
@@ -147,10 +216,14 @@ class _Scorer:
 
 @torch.no_grad()
 def generate(model, prompt_ids, attention_mask=None, steps=32, gen_length=256, block_length=256, k=0.0,
-             temperature=0.0, remasking="low_confidence", mask_id=None, sampler="confidence", progress=False):
-    """Returns [B, P + gen_length] ids: the (left-padded) prompts followed by their completions."""
-    mask_id = _check(model, prompt_ids, attention_mask, steps, gen_length, block_length, k, temperature,
-                     remasking, mask_id, sampler)
+             temperature=0.0, remasking="low_confidence", mask_id=None, sampler="confidence", progress=False,
+             cache="none", threshold=None, stats=None):
+    """Returns [B, P + gen_length] ids: the (left-padded) prompts followed by their completions.
+    A dict passed as `stats` receives "steps" (sampling steps taken, <= steps), "full_forwards"
+    and "span_forwards" (model passes over the whole sequence, and over a cached span)."""
+    mask_id = _check(model, prompt_ids, attention_mask, mask_id, steps=steps, gen_length=gen_length,
+                     block_length=block_length, k=k, temperature=temperature, remasking=remasking, sampler=sampler,
+                     cache=cache, threshold=threshold)
     B, P = prompt_ids.shape
     device = prompt_ids.device
     x = torch.cat([prompt_ids, torch.full((B, gen_length), mask_id, dtype=prompt_ids.dtype, device=device)], 1)
@@ -158,35 +231,47 @@ def generate(model, prompt_ids, attention_mask=None, steps=32, gen_length=256, b
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, gen_length)], 1)
         if bool(attention_mask.all()):
             attention_mask = None  # no padding: the model may take its fastest attention path
-    scorer = _Scorer(model, attention_mask, mask_id, temperature)
+    scorer = _Scorer(model, attention_mask, mask_id, temperature, cache)
     blocks = gen_length // block_length
     bar = tqdm(total=steps, desc="sampling", disable=not progress)
     if sampler == "ancestral":
         x = _ancestral(scorer, x, P, blocks, block_length, steps // blocks, k, mask_id, temperature, bar)
+        steps_taken = steps
     else:
-        x = _confidence(scorer, x, P, blocks, block_length, steps // blocks, k, mask_id, remasking, bar)
+        x, steps_taken = _confidence(scorer, x, P, blocks, block_length, steps // blocks, k, mask_id, remasking,
+                                     threshold, bar)
     bar.close()
+    if stats is not None:
+        stats.update(steps=steps_taken, full_forwards=scorer.full_forwards, span_forwards=scorer.span_forwards)
     return x
 
 
-def _confidence(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, remasking, bar):
+def _confidence(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, remasking, threshold, bar):
     B, device = x.shape[0], x.device
     schedule = transfer_schedule(block_length, steps_per_block)
     budgets = edit_budgets(schedule, k)  # the same for every block and row: no host sync needed
+    log_threshold = None if threshold is None else (math.log(threshold) if threshold > 0 else -math.inf)
+    # Re-edits look at every generated position up to the current block (never the prompt or
+    # its padding); with a cache, only at the current block (earlier ones are not scored again).
+    cached = scorer.cache_mode != "none"
+    steps_taken = 0
     for b in range(blocks):
         lo, hi = P + b * block_length, P + (b + 1) * block_length
+        edit_lo = lo if cached else P
+        scorer.begin_block(lo, hi, x.shape[1])
         still_masked = block_length
         edits_used = torch.zeros(B, dtype=torch.long, device=device)  # every block starts afresh
-        for n_reveal, budget in zip(schedule, budgets):
-            if budget == 0:
+        revealed = torch.zeros(B, dtype=torch.long, device=device)
+        for i, (n_reveal, budget) in enumerate(zip(schedule, budgets)):
+            if threshold is not None and i > 0 and not bool((x[:, lo:hi] == mask_id).any()):
+                break  # every row's block is complete: the block ends early
+            if budget == 0 and threshold is None:
                 # Only the block's masked positions matter; every row has the same number left.
                 rows = (x[:, lo:hi] == mask_id).to(torch.int8).topk(still_masked, -1).indices + lo
                 eligible = None
             else:
-                # Re-editing looks at every generated position up to the current block (never
-                # the prompt or its padding).
-                rows = torch.arange(P, hi, device=device).expand(B, -1)
-                tokens = x[:, P:hi]
+                rows = torch.arange(edit_lo, hi, device=device).expand(B, -1)
+                tokens = x[:, edit_lo:hi]
                 eligible = (tokens == mask_id) & (rows >= lo)
             logits, log_z, pred, pred_logit = scorer(x, rows)
             log_p_pred = pred_logit - log_z
@@ -196,6 +281,17 @@ def _confidence(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id,
                 conf = torch.rand(pred.shape, device=device)
             if eligible is not None:
                 conf = conf.masked_fill(~eligible, -torch.inf)
+            if threshold is not None:
+                # At least the schedule's count, plus every masked position at or above the
+                # threshold, but no more than the row has masked.
+                n_row = torch.maximum((conf >= log_threshold).sum(-1), torch.full_like(revealed, n_reveal))
+                n_row = torch.minimum(n_row, eligible.sum(-1))
+                revealed += n_row
+                if k > 0 and i > 0:
+                    budget = torch.floor(k * revealed / (1 - k) + 1e-9).long()
+                else:
+                    budget = 0
+            if eligible is not None and not (isinstance(budget, int) and budget == 0):
                 # Decoded tokens whose prediction differs and is at least as likely as the token
                 # take the prediction, most likely first, within the budget left.
                 cur_logit = logits.gather(-1, tokens[..., None]).squeeze(-1)
@@ -204,13 +300,19 @@ def _confidence(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id,
                 rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
                 edit = cand & (rank < (budget - edits_used)[:, None])
                 edits_used += edit.sum(-1)
-            chosen = conf.topk(n_reveal, dim=-1).indices
-            if eligible is not None:  # edits touch decoded positions only: disjoint from the reveal
-                x[:, P:hi] = torch.where(edit, pred, tokens)
-            x.scatter_(1, rows.gather(1, chosen), pred.gather(1, chosen))
+                x[:, edit_lo:hi] = torch.where(edit, pred, tokens)  # edits touch decoded positions only
+            if threshold is None:
+                chosen = conf.topk(n_reveal, dim=-1).indices
+                x.scatter_(1, rows.gather(1, chosen), pred.gather(1, chosen))
+            else:
+                order = conf.argsort(-1, descending=True)
+                rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
+                reveal = rank < n_row[:, None]
+                x[:, edit_lo:hi] = torch.where(reveal, pred, x[:, edit_lo:hi])
             still_masked -= n_reveal
+            steps_taken += 1
             bar.update(1)
-    return x
+    return x, steps_taken
 
 
 def _ancestral(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, temperature, bar):
@@ -238,6 +340,27 @@ def _ancestral(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, 
     return x
 
 
+def load_model(path, dtype=None, device=None, tokenizer_path=None):
+    """(model, tokenizer, device) for sampling: the checkpoint (native LLaDA model for model_type
+    "llada") in eval mode, by default on the GPU in bfloat16 when there is one, else on the CPU
+    in float32; `dtype` is a name ("bfloat16", "float32", ...). The tokenizer pads on the left
+    (pad = eos when it has no pad token) for batches of prompts."""
+    import transformers
+
+    import modeling_llada  # noqa: F401  (registers the native LLaDA model)
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or ("bfloat16" if str(device).startswith("cuda") else "float32")
+    if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise ValueError(f"dtype {dtype!r} is not a torch dtype name (e.g. bfloat16, float32)")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path or path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = transformers.AutoModel.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    return model, tokenizer, device
+
+
 def main():
     ap = argparse.ArgumentParser(description="Sample a completion from a LLaDA-class diffusion model.")
     ap.add_argument("--model_name_or_path", required=True)
@@ -249,23 +372,31 @@ def main():
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--remasking", choices=REMASKING, default="low_confidence")
     ap.add_argument("--sampler", choices=SAMPLERS, default="confidence")
+    ap.add_argument("--mask_id", type=int, default=None, help="the mask token id (default: the model config's mask_token_id)")
+    ap.add_argument("--cache", choices=CACHES, default="none",
+                    help="approximate KV cache refreshed at each block's first step (not the paper's protocol)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="reveal every masked position of the block at least this probable (not the paper's protocol)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
                     help="default: bfloat16 on GPU, float32 on CPU")
     args = ap.parse_args()
-
-    import transformers
-
-    import modeling_llada  # noqa: F401  (registers the native LLaDA model)
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        ap.error(f"--temperature must be >= 0 and finite, got {args.temperature}")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        ap.error(f"--threshold must be a probability in [0, 1], got {args.threshold}")
 
     torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
-    tokenizer = transformers.AutoTokenizer.from_pretrained(args.model_name_or_path)
-    model = transformers.AutoModel.from_pretrained(args.model_name_or_path, dtype=dtype).to(device).eval()
+    model, tokenizer, device = load_model(args.model_name_or_path, args.dtype)
+    if args.mask_id is None and getattr(model.config, "mask_token_id", None) is None:
+        ap.error(f"{args.model_name_or_path} has no mask_token_id in its config: pass --mask_id")
     ids = tokenizer(args.prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+    stats = {}
     out = generate(model, ids, steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k,
-                   temperature=args.temperature, remasking=args.remasking, sampler=args.sampler, progress=True)
+                   temperature=args.temperature, remasking=args.remasking, sampler=args.sampler, mask_id=args.mask_id,
+                   progress=True, cache=args.cache, threshold=args.threshold, stats=stats)
+    if args.threshold is not None:
+        print(f"steps used: {stats['steps']} of {args.steps}", file=sys.stderr)
     print(decode_completion(tokenizer, out[0, ids.shape[1]:]))
 
 

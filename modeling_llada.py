@@ -165,12 +165,14 @@ class LLaDABlock(GradientCheckpointingLayer):
         self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=config.include_bias)
         self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=config.include_bias)
 
-    def attention(self, x, cos, sin, attn_mask, causal):
+    def attention(self, x, cos, sin, attn_mask, causal, cache=None):
         B, L, _ = x.shape
         q = self.q_proj(x).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self, k, v)
         if flash_attn_func is not None and attn_mask is None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
             out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal).transpose(1, 2)
         else:
@@ -178,10 +180,36 @@ class LLaDABlock(GradientCheckpointingLayer):
                                                  enable_gqa=self.n_kv_heads != self.n_heads)
         return self.attn_out(out.transpose(1, 2).reshape(B, L, -1))
 
-    def forward(self, x, cos, sin, attn_mask=None, causal=False):
-        x = x + self.attention(self.attn_norm(x), cos, sin, attn_mask, causal)
+    def forward(self, x, cos, sin, attn_mask=None, causal=False, cache=None):
+        x = x + self.attention(self.attn_norm(x), cos, sin, attn_mask, causal, cache)
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+
+
+class KVCache:
+    """Every layer's keys and values (after rotary) over a whole sequence [B, H_kv, L, head_dim],
+    for forwards over a span of its positions (`LLaDAModelLM.span_hidden`).
+
+    A full forward with `final_hidden(..., cache=KVCache())` fills it. A span forward writes the
+    span's fresh keys and values over their cached rows and attends, bidirectionally, over all
+    L rows: the span sees itself as it is now and every other position as it was when last
+    written. With keys cached from the same sequence it equals the full forward exactly; the
+    only approximation is staleness. Also keeps the rotary positions and the padding mask."""
+
+    def __init__(self):
+        self.layers = {}  # block -> (keys, values)
+        self.position_ids = self.keep = None
+        self.span = None  # (start, end) being written by the current span forward
+
+    def update(self, block, k, v):
+        if self.span is None:  # filling: the full sequence's keys and values
+            self.layers[block] = (k, v)
+            return k, v
+        keys, values = self.layers[block]
+        start, end = self.span
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        return keys, values
 
 
 class LLaDAModel(nn.Module):
@@ -228,13 +256,16 @@ class LLaDAModelLM(PreTrainedModel):
         t = self.model.transformer
         return t.wte.weight if self.config.weight_tying else t.ff_out.weight
 
-    def final_hidden(self, input_ids, attention_mask=None, causal=None):
-        """The final normed hidden states [B, L, d]; logits = final_hidden @ output_head_weight.T."""
+    def final_hidden(self, input_ids, attention_mask=None, causal=None, cache=None):
+        """The final normed hidden states [B, L, d]; logits = logits_from_hidden(final_hidden).
+        With `cache` (an empty KVCache), every layer's keys and values are kept in it."""
         causal = self.config.causal if causal is None else causal
         B, L = input_ids.shape
         if L > self.config.max_sequence_length:
             raise ValueError(f"sequence length {L} exceeds the model's max_sequence_length {self.config.max_sequence_length}")
-        attn_mask = None
+        if cache is not None and causal:
+            raise ValueError("a KVCache is for the bidirectional model (causal=False)")
+        attn_mask = keep = None
         if attention_mask is not None and not bool(attention_mask.all()):
             keep = attention_mask.bool()
             # Positions count real tokens only, so a left-padded sequence sees the same rotary
@@ -247,10 +278,35 @@ class LLaDAModelLM(PreTrainedModel):
             attn_mask = attn_mask | torch.eye(L, dtype=torch.bool, device=input_ids.device)
         else:
             position_ids = torch.arange(L, device=input_ids.device)[None].expand(B, L)
+        if cache is not None:
+            cache.layers, cache.position_ids, cache.keep, cache.span = {}, position_ids, keep, None
         cos, sin = rotary_cos_sin(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta)
         x = self.model.transformer.wte(input_ids)
         for block in self.model.transformer.blocks:
-            x = block(x, cos, sin, attn_mask, causal)
+            x = block(x, cos, sin, attn_mask, causal, cache)
+        return self.model.transformer.ln_f(x)
+
+    def span_hidden(self, span_ids, start, cache):
+        """Final hidden states [B, S, d] of positions start .. start+S-1 holding `span_ids`,
+        attending over the span and the cached keys and values of every other position (see
+        KVCache; the span's rows of the cache are overwritten)."""
+        B, S = span_ids.shape
+        L = cache.position_ids.shape[1]
+        if not cache.layers or start < 0 or start + S > L:
+            raise ValueError(f"span [{start}, {start + S}) must lie within the cached sequence of length {L}"
+                             if cache.layers else "the KVCache is empty: fill it with final_hidden(..., cache=cache)")
+        attn_mask = None
+        if cache.keep is not None:
+            attn_mask = cache.keep[:, None, None, :].expand(B, 1, S, L).clone()
+            at = torch.arange(S, device=span_ids.device)
+            attn_mask[:, :, at, start + at] = True  # every query sees itself (pad rows stay finite)
+        cos, sin = rotary_cos_sin(cache.position_ids[:, start:start + S], self.config.d_model // self.config.n_heads,
+                                  self.config.rope_theta)
+        cache.span = (start, start + S)
+        x = self.model.transformer.wte(span_ids)
+        for block in self.model.transformer.blocks:
+            x = block(x, cos, sin, attn_mask, False, cache)
+        cache.span = None
         return self.model.transformer.ln_f(x)
 
     def scaled_hidden(self, hidden):
@@ -259,8 +315,10 @@ class LLaDAModelLM(PreTrainedModel):
         sampler all take logits as scaled_hidden(h) @ output_head_weight.T."""
         return hidden * (1 / math.sqrt(self.config.d_model)) if self.config.scale_logits else hidden
 
-    def logits_from_hidden(self, hidden):
-        return F.linear(self.scaled_hidden(hidden), self.output_head_weight)
+    def logits_from_hidden(self, hidden, out=None):
+        """Logits [..., N] of final hidden states: the one place the output head is applied (the
+        forward and the sampler use it); `out` is an optional preallocated result tensor."""
+        return torch.matmul(self.scaled_hidden(hidden), self.output_head_weight.t(), out=out)
 
     def forward(self, input_ids, attention_mask=None, causal=None, return_hidden=False):
         """Logits [B, L, N]; with return_hidden=True the final hidden states instead (for a fused

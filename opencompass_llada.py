@@ -10,15 +10,13 @@ import re
 import warnings
 from typing import List, Optional
 
-import torch
-import transformers
 from opencompass.datasets import MBPPEvaluator
 from opencompass.models.base import BaseModel
 from opencompass.openicl.icl_evaluator import BaseEvaluator
 from opencompass.registry import MODELS
 
 import modeling_llada  # noqa: F401  (native LLaDA model for model_type "llada")
-from generate import SAMPLERS, decode_completion, generate
+from generate import check_settings, decode_completion, generate, load_model
 
 
 @MODELS.register_module()
@@ -33,31 +31,30 @@ class DiffusionLM(BaseModel):
     def __init__(self, path: str, tokenizer_path: Optional[str] = None, max_seq_len: int = 4096,
                  steps: int = 32, gen_length: int = 256, block_length: int = 256, k: float = 0.0,
                  temperature: float = 0.0, remasking: str = "low_confidence", sampler: str = "confidence",
+                 cache: str = "none", threshold: Optional[float] = None,
                  dtype: Optional[str] = None, meta_template: Optional[dict] = None,
                  generation_kwargs: Optional[dict] = None):
         if generation_kwargs:
             raise ValueError(f"generation_kwargs {generation_kwargs} are not used: set steps, gen_length, block_length, "
-                             "k, temperature, remasking and sampler on the model config")
+                             "k, temperature, remasking, sampler, cache and threshold on the model config")
         if max_seq_len <= gen_length:
             raise ValueError(f"max_seq_len ({max_seq_len}) must exceed gen_length ({gen_length}): prompts need room")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-        super().__init__(path=path, max_seq_len=max_seq_len, meta_template=meta_template)
         self.settings = dict(steps=steps, gen_length=gen_length, block_length=block_length, k=k,
-                             temperature=temperature, remasking=remasking, sampler=sampler)
+                             temperature=temperature, remasking=remasking, sampler=sampler, cache=cache,
+                             threshold=threshold)
+        check_settings(**self.settings)  # refuse a bad row before loading an 8B model
+        super().__init__(path=path, max_seq_len=max_seq_len, meta_template=meta_template)
         self.warned_max_out_len = False
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = getattr(torch, dtype or ("bfloat16" if self.device == "cuda" else "float32"))
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path or path)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = transformers.AutoModel.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.model, self.tokenizer, self.device = load_model(path, dtype, tokenizer_path=tokenizer_path)
 
     def get_token_len(self, prompt: str) -> int:
         return len(self.tokenizer(prompt)["input_ids"])
 
     def generate(self, inputs: List[str], max_out_len: int, stopping_criteria: List[str] = ()) -> List[str]:
+        if max_out_len < 1:
+            raise ValueError(f"max_out_len must be a positive number of tokens, got {max_out_len}")
+        if not inputs:
+            return []
         gen_length = self.settings["gen_length"]
         if max_out_len > gen_length and not self.warned_max_out_len:
             # The sampler writes exactly gen_length tokens (the paper's protocol): say so once.

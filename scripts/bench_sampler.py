@@ -1,70 +1,128 @@
-"""Sampling overhead: time of `generate` over the time of the 32 model forward passes it
-cannot avoid, measured side by side (interleaved, median of repeats) on a tiny random
-LLaDA model: batch 8, prompt 32, gen 256, block 256, 32 steps.
+"""The sampler's modes side by side in one run: the exact sampler (cache="none"), the prefix
+and dual KV caches, and each with a confidence threshold. For each: wall time, tokens per
+second, model passes (full and cached-span), the time ratio to the exact sampler, and the
+agreement of its completions with the exact sampler's (identical completion tokens, identical
+completions).
 
-usage: python scripts/bench_sampler.py [--repeats 5] [--threads N]
+Default: the trained tiny default (outputs/tiny, written by scripts/train_tiny.sh), prompts of
+768 held-out tokens (.tiny/valid.jsonl, written by scripts/make_tiny.py), gen length 256,
+block 32, 256 steps, batch 2. The tiny model was trained on 64-token blocks with
+max_sequence_length 512; RoPE has no learned positions, so the ceiling is raised at load to
+prompt + gen length (a 1024-token sequence is out of distribution for it either way; the
+timing does not depend on that).
+
+`--random tiny|8b` times a model of that shape with random weights instead (random prompts):
+8b is LLaDA-8B's shape, for a GPU (`--dtype bfloat16`). Random weights are never confident,
+so a threshold changes nothing there.
+
+usage: python scripts/bench_sampler.py [--model outputs/tiny] [--prompt_length 768] [--threads N]
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from generate import generate  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from generate import generate, load_model  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
+from tradeoff_tiny import held_out_prompts  # noqa: E402
 
-# The embedded tiny default's architecture (scripts/make_tiny.py), random weights.
-TINY = dict(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_size=512, vocab_size=8192,
-            embedding_size=8192, max_sequence_length=512, mask_token_id=8191, rope_theta=10000.0)
+# Random-weight shapes: the tiny default's (scripts/make_tiny.py, vocabulary 512) and LLaDA-8B's.
+SHAPES = {
+    "tiny": dict(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_size=512, vocab_size=512,
+                 embedding_size=512, mask_token_id=2, rope_theta=10000.0),
+    "8b": dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
+               embedding_size=126464, mask_token_id=126336, rope_theta=500000.0),
+}
+# name: (cache, threshold); the first is the reference every ratio and agreement is taken against.
+# 0.9 is Fast-dLLM's threshold; the tiny model is rarely that confident, so 0.1 shows the rule at work.
+MODES = {"exact": ("none", None), "prefix": ("prefix", None), "dual": ("dual", None),
+         "prefix-t0.9": ("prefix", 0.9), "dual-t0.9": ("dual", 0.9), "dual-t0.1": ("dual", 0.1)}
+
+
+def parse_modes(text):
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"--modes: choose a comma-separated subset of {', '.join(MODES)}, got {text!r}")
+    return ["exact"] + [m for m in names if m != "exact"]  # the reference always runs
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--prompt", type=int, default=32)
+    ap.add_argument("--model", default=os.path.join(ROOT, "outputs", "tiny"), help="checkpoint folder (default outputs/tiny)")
+    ap.add_argument("--tiny_dir", default=os.path.join(ROOT, ".tiny"), help="folder with valid.jsonl (held-out prompts)")
+    ap.add_argument("--random", choices=SHAPES, default=None, help="random weights of this shape instead of --model")
+    ap.add_argument("--prompt_length", type=int, default=768)
+    ap.add_argument("--batch", type=int, default=2, help="prompts sampled together (default 2)")
     ap.add_argument("--gen_length", type=int, default=256)
-    ap.add_argument("--block_length", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--block_length", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=256)
+    ap.add_argument("--k", type=float, default=0.0, help="sampler k (0: LLaDA's sampler)")
+    ap.add_argument("--modes", type=parse_modes, default=list(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    ap.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
     args = ap.parse_args()
+    for name in ("threads", "batch", "prompt_length"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            ap.error(f"--{name} must be a positive integer, got {value}")
     if args.threads is not None:
-        if args.threads < 1:
-            ap.error(f"--threads must be a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = LLaDAModelLM(LLaDAConfig(**TINY)).eval()
-    prompt = torch.randint(0, 8000, (args.batch, args.prompt))
-    full = torch.cat([prompt, torch.full((args.batch, args.gen_length), 100)], 1)
 
-    def forwards():
-        with torch.no_grad():
-            for _ in range(args.steps):
-                model(full).logits
+    length = args.prompt_length + args.gen_length
+    if args.random:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
+        torch.manual_seed(0)
+        config = LLaDAConfig(**SHAPES[args.random], max_sequence_length=length)
+        with torch.device(device):
+            model = LLaDAModelLM(config).to(dtype).eval()
+        vocab = [i for i in range(config.vocab_size) if i != config.mask_token_id]
+        pick = torch.randint(0, len(vocab), (args.batch, args.prompt_length), generator=torch.Generator().manual_seed(0))
+        prompts = torch.tensor(vocab)[pick].to(device)
+        source = f"random weights, {args.random} shape"
+    else:
+        if not os.path.exists(os.path.join(args.model, "config.json")):
+            sys.exit(f"--model {args.model}: no checkpoint there (train it with scripts/train_tiny.sh, or use --random tiny)")
+        model, tokenizer, device = load_model(args.model, args.dtype)
+        if model.config.max_sequence_length < length:
+            print(f"raising max_sequence_length {model.config.max_sequence_length} -> {length} (RoPE: no learned positions)")
+            model.config.max_sequence_length = length
+        prompts = held_out_prompts(tokenizer, args.tiny_dir, args.batch, args.prompt_length).to(device)
+        source = f"{args.model}, held-out prompts from {args.tiny_dir}/valid.jsonl"
 
-    runs = {"forwards": forwards}
-    for k in (0.0, 0.1):
-        runs[f"generate k={k}"] = lambda k=k: generate(model, prompt, steps=args.steps, gen_length=args.gen_length,
-                                                       block_length=args.block_length, k=k)
-    times = {name: [] for name in runs}
-    for fn in runs.values():  # warm-up
-        fn()
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    base = statistics.median(times["forwards"])
-    print(f"{args.steps} forward passes of [{args.batch}, {args.prompt + args.gen_length}]: median {base:.3f} s "
-          f"({torch.get_num_threads()} threads, {args.repeats} repeats)")
-    for name in runs:
-        if name != "forwards":
-            ratios = [t / f for t, f in zip(times[name], times["forwards"])]
-            print(f"{name}: time / forwards = {statistics.median(times[name]) / base:.3f} "
-                  f"(per-repeat ratios {', '.join(f'{r:.3f}' for r in ratios)}; target <= 1.05)")
+    settings = dict(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k)
+    generate(model, prompts[:, :8], **{**settings, "steps": args.gen_length // args.block_length})  # warm-up
+    results = {}
+    for name in args.modes:
+        cache, threshold = MODES[name]
+        stats = {}
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = generate(model, prompts, cache=cache, threshold=threshold, stats=stats, **settings)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        results[name] = (time.perf_counter() - start, out[:, args.prompt_length:], stats)
+        print(f"  {name}: {results[name][0]:.2f} s", flush=True)
+
+    ref_time, ref_out, _ = results["exact"]
+    print(f"\n{source}; batch {args.batch}, prompt {args.prompt_length}, gen {args.gen_length}, block "
+          f"{args.block_length}, {args.steps} steps, k = {args.k}; {str(model.dtype).replace('torch.', '')} on "
+          f"{device} ({torch.get_num_threads()} threads)\n")
+    print("| mode | time s | tokens/s | speed-up vs exact | steps used | full / span forwards "
+          "| identical tokens | identical completions |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, (seconds, out, stats) in results.items():
+        same_tokens = (out == ref_out).double().mean().item()
+        same_rows = (out == ref_out).all(-1).double().mean().item()
+        print(f"| {name} | {seconds:.2f} | {out.numel() / seconds:.1f} | {ref_time / seconds:.2f}x | {stats['steps']} "
+              f"| {stats['full_forwards']} / {stats['span_forwards']} | {100 * same_tokens:.1f}% | {100 * same_rows:.0f}% |")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@
 # block 256). OpenCompass fetches the benchmark data on first use.
 #   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]    (default: gsm8k math humaneval mbpp bbh)
 #   environment (see opencompass_configs/models.py):
-#     EVAL_ROWS   comma-separated subset of base-k0,base-k0.1,mdm-k0,xdlm-k0.1 (default: all)
+#     EVAL_ROWS   comma-separated subset of base-k0,base-k0.1,mdm-k0,xdlm-k0.1 (default: the base
+#                 rows, plus mdm-k0 / xdlm-k0.1 when MDM_CKPT / XDLM_CKPT is set)
 #     EVAL_STEPS  comma-separated subset of 32,64,128,256 (default: all)
+#     EVAL_CACHE, EVAL_THRESHOLD, EVAL_BLOCK_LENGTH: the faster, approximate sampler modes (not the
+#                 paper's protocol; the rows' abbr names them)
 #     LLADA_BASE (default GSAI-ML/LLaDA-8B-Base), MDM_CKPT, XDLM_CKPT: checkpoints of the rows run
 #     EVAL_BATCH_SIZE (default 8), EVAL_WORK_DIR (default outputs/opencompass)
 #   e.g. one benchmark x one row x one step count:

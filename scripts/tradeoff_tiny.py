@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from generate import generate  # noqa: E402
+from generate import generate, load_model  # noqa: E402
 from tiny_report import validation_nelbo  # noqa: E402
 
 # model -> the k it is trained with (0: LLaDA's masked loss, --training_method mdm)
@@ -132,11 +132,7 @@ def held_out_prompts(tokenizer, tiny_dir, n, length):
 
 
 def load(model_dir):
-    import transformers
-
-    import modeling_llada  # noqa: F401  (registers the native LLaDA model)
-
-    return transformers.AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return load_model(model_dir, dtype="float32", device="cpu")[0]
 
 
 def write_outputs(args, rows):

@@ -56,3 +56,16 @@ def test_report_merges_runs_and_places_each_score(tmp_path):
 def test_report_refuses_a_folder_without_summaries(tmp_path):
     proc = report(tmp_path)
     assert proc.returncode != 0 and "no OpenCompass summary" in proc.stderr
+
+
+def test_an_accelerated_row_is_never_merged_with_a_paper_protocol_row(tmp_path):
+    run = tmp_path / "opencompass"
+    write_summary(str(run / "mbpp/20260101_000000/summary/summary_20260101_000000.csv"), [
+        ["dataset", "version", "metric", "mode", "xdlm-k0.1-s32", "xdlm-k0.1-s32-b32-dual-t0.9"],
+        ["mbpp", "830460", "score", "gen", "14.20", "12.00"],
+    ])
+    proc = report(run)
+    assert proc.returncode == 0, proc.stderr
+    lines = (run / "report.md").read_text().splitlines()
+    assert "| xdlm-k0.1 | 32 | - | - | - | 14.2 | - |" in lines
+    assert "| xdlm-k0.1 [b32-dual-t0.9] | 32 | - | - | - | 12.0 | - |" in lines

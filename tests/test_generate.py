@@ -297,12 +297,20 @@ def test_command_line_prints_a_completion(llada_dir):
 
 
 @pytest.mark.slow
-def test_bench_sampler_runs_with_the_threads_it_is_given():
-    args = ["--repeats", "1", "--batch", "1", "--prompt", "4", "--gen_length", "16", "--block_length", "16", "--steps", "4"]
+def test_bench_sampler_compares_the_modes_with_the_threads_it_is_given():
+    args = ["--random", "tiny", "--prompt_length", "24", "--gen_length", "16", "--block_length", "8", "--steps", "16"]
     proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "1"], capture_output=True,
                           text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(1 threads, 1 repeats)" in proc.stdout and "generate k=0.1: time / forwards" in proc.stdout
+    assert "float32 on cpu (1 threads)" in proc.stdout
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines() if line.startswith("| ")]
+    rows = {c[0]: c for c in cells}
+    assert set(rows) == {"mode", "---", "exact", "prefix", "dual", "prefix-t0.9", "dual-t0.9", "dual-t0.1"}
+    assert rows["exact"][3:8] == ["1.00x", "16", "16 / 0", "100.0%", "100%"]  # the reference against itself
+    assert rows["dual"][5] == "2 / 14"  # one full forward per block, the other steps on the cached span
     proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "0"], capture_output=True,
                           text=True, timeout=300, cwd=ROOT)
     assert proc.returncode != 0 and "--threads must be a positive integer, got 0" in proc.stderr
+    proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", "--model", "/nonexistent"], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode != 0 and "--model /nonexistent: no checkpoint there" in proc.stderr

@@ -1,6 +1,7 @@
 """The native LLaDA model: loads LLaDA's checkpoint format unchanged and computes LLaDA's
 forward pass (checked against a from-scratch reference written from the weight dict)."""
 import functools
+import math
 
 import pytest
 import torch
@@ -173,3 +174,24 @@ def test_unsupported_config_and_too_long_input_raise_clear_errors():
         LLaDAConfig(d_model=64, n_heads=5)
     with pytest.raises(ValueError, match="max_sequence_length 64"):
         tiny_model()(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_scale_logits_in_the_forward_and_the_samplers_scorer_match_the_reference():
+    """LLaDA's scale_logits divides the logits by sqrt(d_model): the forward and the sampler's
+    scorer (both through logits_from_hidden) against the reference written from the weights."""
+    from generate import _Scorer
+
+    model = tiny_model(scale_logits=True, init_std=0.5)
+    cfg = {name: getattr(model.config, name) for name in ("d_model", "n_heads", "n_layers", "rms_norm_eps", "rope_theta")}
+    ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(4))
+    want = reference_forward(model.state_dict(), cfg, ids) / math.sqrt(cfg["d_model"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits.double(), want, rtol=1e-4, atol=1e-4)
+        positions = torch.tensor([[3, 7, 11], [0, 5, 6]])
+        logits, log_z, pred, _ = _Scorer(model, None, 100, 0.0)(ids, positions)
+    want = want.gather(1, positions[..., None].expand(-1, -1, want.shape[-1]))
+    want[..., 100] = -math.inf  # the sampler never predicts the mask
+    torch.testing.assert_close(logits.double(), want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(log_z.double(), want.logsumexp(-1), rtol=1e-4, atol=1e-4)
+    assert torch.equal(pred, want.argmax(-1))
+    assert (log_z.double() - (want * math.sqrt(cfg["d_model"])).logsumexp(-1)).abs().min() > 0.1  # the scale matters

@@ -21,11 +21,13 @@ CKPTS = dict(LLADA_BASE="/models/base", MDM_CKPT="/models/mdm", XDLM_CKPT="/mode
 def load(name, monkeypatch, **env):
     from mmengine.config import Config
 
-    for var in ("EVAL_ROWS", "EVAL_STEPS", "LLADA_BASE", "MDM_CKPT", "XDLM_CKPT", "EVAL_BATCH_SIZE"):
+    for var in ("EVAL_ROWS", "EVAL_STEPS", "LLADA_BASE", "MDM_CKPT", "XDLM_CKPT", "EVAL_BATCH_SIZE", "EVAL_CACHE",
+                "EVAL_THRESHOLD", "EVAL_BLOCK_LENGTH"):
         monkeypatch.delenv(var, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return Config.fromfile(os.path.join(ROOT, "opencompass_configs", f"eval_{name}.py"), format_python_code=False)
+    file = name if name.endswith(".py") else f"eval_{name}.py"
+    return Config.fromfile(os.path.join(ROOT, "opencompass_configs", file), format_python_code=False)
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -54,20 +56,51 @@ def test_one_row_at_one_step_count_can_be_run_alone(monkeypatch):
     (dict(EVAL_ROWS="base-k0.2"), "EVAL_ROWS='base-k0.2': choose a comma-separated subset of base-k0, base-k0.1"),
     (dict(EVAL_ROWS="base-k0", EVAL_STEPS="16"), "EVAL_STEPS='16': choose a comma-separated subset of 32, 64, 128, 256"),
     (dict(EVAL_ROWS="mdm-k0"), "EVAL_ROWS includes mdm-k0: set MDM_CKPT"),
-    (dict(), "EVAL_ROWS includes mdm-k0: set MDM_CKPT"),  # all rows by default: the checkpoints are needed
     (dict(EVAL_ROWS="base-k0", EVAL_BATCH_SIZE="0"), "EVAL_BATCH_SIZE='0': must be a positive integer"),
+    (dict(EVAL_CACHE="full"), "EVAL_CACHE='full': choose none, prefix or dual"),
+    (dict(EVAL_THRESHOLD="high"), "EVAL_THRESHOLD='high': must be a probability in \\[0, 1\\]"),
+    (dict(EVAL_THRESHOLD="1.5"), "EVAL_THRESHOLD='1.5': must be a probability"),
+    (dict(EVAL_BLOCK_LENGTH="48"), "EVAL_BLOCK_LENGTH='48': must divide the gen length 256"),
+    (dict(EVAL_BLOCK_LENGTH="4", EVAL_STEPS="32"), "EVAL_BLOCK_LENGTH='4'"),  # 64 blocks, 32 steps
 ])
 def test_bad_row_or_step_selection_is_refused_by_name(env, match, monkeypatch):
     with pytest.raises(Exception, match=match):
         load("gsm8k", monkeypatch, **env)
 
 
+def test_default_rows_are_the_runnable_ones_and_one_line_says_which(monkeypatch, capfd):
+    cfg = load("gsm8k", monkeypatch)  # a new user's first try: no environment at all
+    assert {m.abbr.rsplit("-s", 1)[0] for m in cfg.models} == {"base-k0", "base-k0.1"}
+    out = capfd.readouterr().out
+    assert "rows: base-k0, base-k0.1 at steps 32,64,128,256; left out: mdm-k0 (set MDM_CKPT), xdlm-k0.1 (set XDLM_CKPT)" in out
+    cfg = load("gsm8k", monkeypatch, MDM_CKPT="/models/mdm")
+    assert {m.abbr.rsplit("-s", 1)[0] for m in cfg.models} == {"base-k0", "base-k0.1", "mdm-k0"}
+    assert "left out: xdlm-k0.1 (set XDLM_CKPT)" in capfd.readouterr().out
+
+
+def test_an_accelerated_row_says_so_in_its_abbr_and_passes_its_mode(monkeypatch):
+    exact = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", EVAL_STEPS="32", XDLM_CKPT="/x").models[0]
+    fast = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", EVAL_STEPS="32", XDLM_CKPT="/x", EVAL_CACHE="dual",
+                EVAL_THRESHOLD="0.9", EVAL_BLOCK_LENGTH="32").models[0]
+    assert exact.abbr == "xdlm-k0.1-s32" and (exact.cache, exact.threshold, exact.block_length) == ("none", None, 256)
+    assert fast.abbr == "xdlm-k0.1-s32-b32-dual-t0.9" and (fast.cache, fast.threshold, fast.block_length) == ("dual", 0.9, 32)
+    prefix = load("mbpp", monkeypatch, EVAL_ROWS="base-k0", EVAL_STEPS="64", EVAL_CACHE="prefix").models[0]
+    assert prefix.abbr == "base-k0-s64-prefix"
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_the_seed_readmes_config_names_are_our_configs(name, monkeypatch):
+    seed = load(f"llada_base_gen_{name}_length256_block256.py", monkeypatch, **CKPTS)
+    ours = load(name, monkeypatch, **CKPTS)
+    assert seed.datasets == ours.datasets and seed.models == ours.models and seed.get("summarizer") == ours.get("summarizer")
+
+
 def build(llada_dir, **kw):
     from opencompass.registry import MODELS
 
     sys.path.insert(0, ROOT)
-    return MODELS.build(dict(type="opencompass_llada.DiffusionLM", path=llada_dir, max_seq_len=256, steps=4,
-                             gen_length=16, block_length=16, **kw))
+    return MODELS.build(dict(type="opencompass_llada.DiffusionLM", path=llada_dir, max_seq_len=256,
+                             **{"steps": 4, "gen_length": 16, "block_length": 16, **kw}))
 
 
 @pytest.mark.parametrize("k", [0.0, 0.1])
@@ -114,6 +147,35 @@ def test_wrapper_warns_once_when_max_out_len_exceeds_gen_length(llada_dir):
         model.generate(["b"], max_out_len=512)
     msgs = [str(w.message) for w in caught if "max_out_len" in str(w.message)]
     assert msgs == ["max_out_len (512) exceeds the model's gen_length (16): completions have 16 tokens"]
+
+
+def test_wrapper_passes_its_fast_modes_and_handles_empty_and_bad_requests(llada_dir, monkeypatch):
+    import opencompass_llada
+
+    model = build(llada_dir, cache="dual", threshold=0.9, block_length=8)
+    calls = []
+    real = opencompass_llada.generate
+    monkeypatch.setattr(opencompass_llada, "generate", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    assert model.generate([], max_out_len=16) == [] and not calls  # an empty batch (was IndexError)
+    with pytest.raises(ValueError, match="max_out_len must be a positive number of tokens, got 0"):
+        model.generate(["def f(x):"], max_out_len=0)
+    assert not calls  # refused before any sampling
+    assert len(model.generate(["def f(x):"], max_out_len=16)) == 1
+    assert (calls[0]["cache"], calls[0]["threshold"], calls[0]["block_length"]) == ("dual", 0.9, 8)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(steps=3), "steps \\(3\\) must be a positive multiple"),
+    (dict(cache="full"), "cache must be one of"),
+    (dict(temperature=float("nan")), "temperature must be >= 0 and finite"),
+    (dict(sampler="ancestral", cache="dual"), "cache and threshold apply to sampler='confidence' only"),
+])
+def test_wrapper_refuses_bad_settings_before_loading_the_model(kw, match):
+    import opencompass_llada
+
+    with pytest.raises(ValueError, match=match):  # a path that does not exist: nothing was loaded
+        opencompass_llada.DiffusionLM("/nonexistent/checkpoint", max_seq_len=256,
+                                      **{"steps": 4, "gen_length": 16, "block_length": 8, **kw})
 
 
 def test_wrapper_rejects_settings_it_would_ignore(llada_dir):
