@@ -157,3 +157,20 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path):
     # ... and refuses stages made with other settings
     other = subprocess.run(cmd + ["--continue_steps", "3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert other.returncode != 0 and "--continue_steps 2 -> 3" in other.stderr
+    # The faster sampler modes on the same models (scripts/fast_sampling_quality.py), in 2 blocks of 4
+    import fast_sampling_quality
+
+    fast_sampling_quality.main(["--fig1_dir", out, "--block_length", "4", "--steps", "2,8", "--threads", "1"])
+    with open(os.path.join(out, "fast_sampling.csv")) as f:
+        quality = {(r["model"], r["mode"], int(r["steps"]), r["metric"]): float(r["mean"]) for r in csv.DictReader(f)}
+    assert all(math.isfinite(v) for v in quality.values())
+    for model in ("mdm", "xdm"):
+        for steps in (2, 8):
+            assert quality[(model, "exact", steps, "identical_tokens")] == 1.0  # agreement is measured against exact
+            assert quality[(model, "exact", steps, "steps_taken")] == steps
+            assert quality[(model, "dual", steps, "steps_taken")] == steps  # a cache alone keeps the schedule
+            assert quality[(model, "dual-t0.9", steps, "steps_taken")] <= steps
+        # one step a block is the block's first step, a full forward with a fresh cache: every mode is exact
+        for mode in fast_sampling_quality.MODES:
+            assert quality[(model, mode, 2, "identical_tokens")] == 1.0, mode
+            assert quality[(model, mode, 2, "failure")] == quality[(model, "exact", 2, "failure")]
