@@ -24,3 +24,11 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def left_padded_batch(singles):
+    """Prompts [1, n_i] left-padded (id 0) into one batch [B, max n_i] and its attention mask."""
+    P = max(s.shape[1] for s in singles)
+    batch = torch.cat([torch.cat([torch.zeros(1, P - s.shape[1], dtype=torch.long), s], 1) for s in singles])
+    mask = torch.cat([torch.cat([torch.zeros(1, P - s.shape[1]), torch.ones(1, s.shape[1])], 1) for s in singles]).long()
+    return batch, mask

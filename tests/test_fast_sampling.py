@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from generate import edit_budgets, generate, transfer_schedule
-from helpers import ROOT
+from helpers import ROOT, left_padded_batch
 from helpers import tiny_model as shared_tiny_model
 from modeling_llada import KVCache
 
@@ -181,9 +181,8 @@ def test_cached_left_padded_batch_equals_each_prompt_alone(k):
     model = tiny_model()
     lengths = [3, 7, 5]
     singles = [prompts(B=1, P=n, seed=n) for n in lengths]
-    P = max(lengths)
-    batch = torch.cat([torch.cat([torch.zeros(1, P - n, dtype=torch.long), s], 1) for n, s in zip(lengths, singles)])
-    mask = torch.cat([torch.cat([torch.zeros(1, P - n), torch.ones(1, n)], 1) for n in lengths]).long()
+    batch, mask = left_padded_batch(singles)
+    P = batch.shape[1]
     settings = dict(steps=8, gen_length=16, block_length=8, k=k, cache="dual", threshold=0.2)
     out = generate(model, batch, attention_mask=mask, **settings)
     for i, (n, s) in enumerate(zip(lengths, singles)):
