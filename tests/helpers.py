@@ -26,9 +26,16 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def left_padded_batch(singles):
-    """Prompts [1, n_i] left-padded (id 0) into one batch [B, max n_i] and its attention mask."""
+def check_left_padded_batch_equals_each_prompt_alone(model, singles, **settings):
+    """generate() on prompts [1, n_i] left-padded (id 0) into one batch gives each prompt's own
+    completion, and leaves prompts and padding untouched."""
+    from generate import generate
+
     P = max(s.shape[1] for s in singles)
     batch = torch.cat([torch.cat([torch.zeros(1, P - s.shape[1], dtype=torch.long), s], 1) for s in singles])
     mask = torch.cat([torch.cat([torch.zeros(1, P - s.shape[1]), torch.ones(1, s.shape[1])], 1) for s in singles]).long()
-    return batch, mask
+    out = generate(model, batch, attention_mask=mask, **settings)
+    for i, s in enumerate(singles):
+        alone = generate(model, s, **settings)
+        assert torch.equal(out[i, P:], alone[0, s.shape[1]:]), i
+        assert torch.equal(out[i, :P], batch[i])

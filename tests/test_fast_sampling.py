@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from generate import edit_budgets, generate, transfer_schedule
-from helpers import ROOT, left_padded_batch
+from helpers import ROOT, check_left_padded_batch_equals_each_prompt_alone
 from helpers import tiny_model as shared_tiny_model
 from modeling_llada import KVCache
 
@@ -179,15 +179,9 @@ def test_threshold_steps_never_exceed_the_request_and_the_schedule_is_a_floor():
 @pytest.mark.parametrize("k", [0.0, 0.1])
 def test_cached_left_padded_batch_equals_each_prompt_alone(k):
     model = tiny_model()
-    lengths = [3, 7, 5]
-    singles = [prompts(B=1, P=n, seed=n) for n in lengths]
-    batch, mask = left_padded_batch(singles)
-    P = batch.shape[1]
-    settings = dict(steps=8, gen_length=16, block_length=8, k=k, cache="dual", threshold=0.2)
-    out = generate(model, batch, attention_mask=mask, **settings)
-    for i, (n, s) in enumerate(zip(lengths, singles)):
-        alone = generate(model, s, **settings)
-        assert torch.equal(out[i, P:], alone[0, n:]), i
+    singles = [prompts(B=1, P=n, seed=n) for n in (3, 7, 5)]
+    check_left_padded_batch_equals_each_prompt_alone(model, singles, steps=8, gen_length=16, block_length=8, k=k,
+                                                     cache="dual", threshold=0.2)
 
 
 @pytest.mark.parametrize("settings", [
