@@ -296,23 +296,26 @@ def _confidence(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id,
                 # take the prediction, most likely first, within the budget left.
                 cur_logit = logits.gather(-1, tokens[..., None]).squeeze(-1)
                 cand = (tokens != mask_id) & (pred != tokens) & (pred_logit >= cur_logit)
-                order = torch.where(cand, log_p_pred, -torch.inf).argsort(-1, descending=True)
-                rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
-                edit = cand & (rank < (budget - edits_used)[:, None])
+                edit = cand & (_ranks(torch.where(cand, log_p_pred, -torch.inf)) < (budget - edits_used)[:, None])
                 edits_used += edit.sum(-1)
                 x[:, edit_lo:hi] = torch.where(edit, pred, tokens)  # edits touch decoded positions only
             if threshold is None:
                 chosen = conf.topk(n_reveal, dim=-1).indices
                 x.scatter_(1, rows.gather(1, chosen), pred.gather(1, chosen))
             else:
-                order = conf.argsort(-1, descending=True)
-                rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
-                reveal = rank < n_row[:, None]
+                reveal = _ranks(conf) < n_row[:, None]
                 x[:, edit_lo:hi] = torch.where(reveal, pred, x[:, edit_lo:hi])
             still_masked -= n_reveal
             steps_taken += 1
             bar.update(1)
     return x, steps_taken
+
+
+def _ranks(scores):
+    """Each entry's rank within its row, 0 for the highest score."""
+    order = scores.argsort(-1, descending=True)
+    positions = torch.arange(order.shape[1], device=order.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, positions)
 
 
 def _ancestral(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, temperature, bar):
@@ -381,10 +384,12 @@ def main():
     ap.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
                     help="default: bfloat16 on GPU, float32 on CPU")
     args = ap.parse_args()
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        ap.error(f"--temperature must be >= 0 and finite, got {args.temperature}")
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        ap.error(f"--threshold must be a probability in [0, 1], got {args.threshold}")
+    try:  # before the model loads
+        check_settings(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k,
+                       temperature=args.temperature, remasking=args.remasking, sampler=args.sampler,
+                       cache=args.cache, threshold=args.threshold)
+    except ValueError as e:
+        ap.error("--" + str(e))  # the settings are named as their flags
 
     torch.manual_seed(args.seed)
     model, tokenizer, device = load_model(args.model_name_or_path, args.dtype)
