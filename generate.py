@@ -43,6 +43,7 @@ import sys
 import torch
 from tqdm.auto import tqdm
 
+from model_config import model_vocab_size
 from modeling_llada import KVCache
 from xdlm_loss import drop_mask_logit, reverse_posterior, stationary_noise
 
@@ -118,7 +119,7 @@ def _check(model, prompt_ids, attention_mask, mask_id, **settings):
         mask_id = getattr(model.config, "mask_token_id", None)
         if mask_id is None:
             raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id (generate.py: --mask_id)")
-    width = getattr(model.config, "embedding_size", None) or getattr(model.config, "vocab_size", None)
+    width = model_vocab_size(model.config)
     if width is not None and not 0 <= mask_id < width:
         raise ValueError(f"mask_id {mask_id} is not a token id of the model (0 .. {width - 1}); pass the model's mask "
                          "token id as mask_id (generate.py: --mask_id)")

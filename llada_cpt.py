@@ -3,9 +3,9 @@
 
 The flow of transformers' run_clm.py (argument dataclasses, datasets, packing into
 blocks, Trainer) with LLaDA's loss swapped for one of xdlm_trainer.OBJECTIVES (XDLM, LLaDA's
-masked loss, autoregressive). Data loading lives in data.py, checkpointing and the output
-folder's checks in checkpoints.py, the Trainer, wandb's defaults and the loss curve in
-xdlm_trainer.py.
+masked loss, autoregressive). Data loading lives in data.py, reading the model's config and
+mask id in model_config.py, checkpointing and the output folder's checks in checkpoints.py,
+the Trainer, wandb's defaults and the loss curve in xdlm_trainer.py.
 Launch with `deepspeed llada_cpt.py --deepspeed ds_zero2_bf16_config_simp.json ...`,
 `torchrun`, or plain `python` for one process.
 """
@@ -23,21 +23,12 @@ from typing import Optional
 import datasets
 import torch
 import transformers
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoTokenizer,
-    HfArgumentParser,
-    PretrainedConfig,
-    TrainingArguments,
-    default_data_collator,
-    set_seed,
-)
-from transformers.dynamic_module_utils import get_class_from_dynamic_module
+from transformers import AutoModel, AutoTokenizer, HfArgumentParser, TrainingArguments, default_data_collator, set_seed
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
 from checkpoints import check_source_is_not_destination, output_dir_claimed, prepare_output_dir, run_identity
 from data import LOCAL_FILE_FORMATS, builder_for, training_and_validation_blocks
+from model_config import config_file, load_config, max_length, model_vocab_size, resolve_mask_id
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 from xdlm_trainer import LOSS_CURVE_WINDOW, OBJECTIVES, XDLMTrainer, plot_loss_curve, set_wandb_defaults
 
@@ -303,83 +294,6 @@ def check_flag_combinations(model_args, data_args, xdlm_args, training_args):
 # Config, tokenizer, mask id, model
 # ---------------------------------------------------------------------------
 
-def config_file(model_args):
-    """(the config's name or path, its config.json as a dict: what was actually given)."""
-    name = model_args.config_name or model_args.model_name_or_path
-    config_dict, _ = PretrainedConfig.get_config_dict(name, cache_dir=model_args.cache_dir,
-                                                      revision=model_args.model_revision, token=model_args.token)
-    return name, config_dict
-
-
-def check_remote_code(name, config_dict):
-    """--model_implementation remote needs the checkpoint's own code: an auto_map in its config,
-    and (for a local folder) the code files it points at."""
-    auto_map = config_dict.get("auto_map") or {}
-    if not (auto_map.get("AutoConfig") and (auto_map.get("AutoModel") or auto_map.get("AutoModelForCausalLM"))):
-        raise ValueError(f"--model_implementation remote runs the checkpoint's own code, but {name}'s config has no "
-                         "auto_map for AutoConfig and AutoModel (no code ships with it); use --model_implementation native")
-    if os.path.isdir(name):
-        for pointer in auto_map.values():
-            module_file = pointer.split("--")[-1].rsplit(".", 1)[0] + ".py"
-            if not os.path.isfile(os.path.join(name, module_file)):
-                raise ValueError(f"--model_implementation remote: {name}'s config points at {module_file}, which is not "
-                                 "in the folder; copy the checkpoint's code files there or use --model_implementation native")
-
-
-def load_config(model_args, config_dict=None):
-    """The model config (config_dict: config_file's, if already read)."""
-    name = model_args.config_name or model_args.model_name_or_path
-    if config_dict is None:
-        _, config_dict = config_file(model_args)
-    hub = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
-    if config_dict.get("model_type") == "llada" and model_args.model_implementation == "native":
-        # The auto_map pointers at LLaDA's own code files stay (see modeling_llada.LLADA_AUTO_MAP).
-        return LLaDAConfig.from_dict(config_dict)
-    remote_config = config_dict.get("auto_map", {}).get("AutoConfig")
-    if model_args.model_implementation == "remote":
-        check_remote_code(name, config_dict)
-        # AutoConfig would pick the class registered for the model type (ours, for llada) over the
-        # checkpoint's code even with trust_remote_code; a config of the checkpoint's own class then
-        # also makes AutoModel take the checkpoint's model code.
-        config_class = get_class_from_dynamic_module(remote_config, name, **hub)
-        return config_class.from_pretrained(name, **hub)
-    return AutoConfig.from_pretrained(name, trust_remote_code=model_args.trust_remote_code, **hub)
-
-
-def model_vocab_size(config):
-    return getattr(config, "embedding_size", None) or config.vocab_size
-
-
-def max_length(config):
-    for name in ("max_sequence_length", "max_position_embeddings"):
-        if getattr(config, name, None):
-            return getattr(config, name)
-    return None
-
-
-def resolve_mask_id(config, tokenizer, override):
-    """The mask id: --mask_token_id wins, then the model config's mask_token_id, then the
-    tokenizer's mask token. Only values actually given count (the caller sets the config's field
-    to None when its config.json has none): the config and the tokenizer must agree unless
-    --mask_token_id chooses, and then it is warned about."""
-    found = {"--mask_token_id": override, "the model config's mask_token_id": getattr(config, "mask_token_id", None),
-             "the tokenizer's mask token": tokenizer.mask_token_id}
-    found = {k: v for k, v in found.items() if v is not None}
-    if not found:
-        raise ValueError("no mask token id: the model config has no mask_token_id and the tokenizer no mask token; pass --mask_token_id")
-    source, mask_id = next(iter(found.items()))
-    others = {k: v for k, v in found.items() if v != mask_id}
-    if others and override is None:
-        raise ValueError(f"mask token ids disagree: {found}; pass --mask_token_id to choose one")
-    if others:
-        logger.warning(f"--mask_token_id {override} overrides {others}")
-    logger.info(f"mask id {mask_id}, from {source}")
-    N = model_vocab_size(config)
-    if not 0 <= mask_id < N:
-        raise ValueError(f"mask token id {mask_id} is outside the model's vocabulary [0, {N})")
-    return mask_id
-
-
 def load_config_and_tokenizer(model_args, data_args, xdlm_args):
     """(config, tokenizer, mask id, block size), checked against each other; decides the fused
     loss's default (on wherever it applies: the native LLaDA model)."""
@@ -462,7 +376,7 @@ def setup_logging(training_args, xdlm_args):
     if training_args.should_log:
         transformers.utils.logging.set_verbosity_info()
     log_level = training_args.get_process_log_level()
-    for name in (__name__, "data", "checkpoints", "xdlm_trainer"):
+    for name in (__name__, "data", "model_config", "checkpoints", "xdlm_trainer"):
         logging.getLogger(name).setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     datasets.utils.logging.disable_propagation()  # it prints with its own handler, as transformers does: each line once

@@ -17,6 +17,7 @@ import transformers
 
 import data
 import llada_cpt
+import model_config
 from helpers import ROOT
 from llada_format import LLADA_CONFIG, reference_forward
 from local_data import write_fineweb_like, write_jsonl
@@ -198,7 +199,7 @@ def with_lladas_code(checkpoint, folder):
 def test_model_implementation_remote_runs_the_checkpoints_own_code(llada_dir, tmp_path):
     folder = with_lladas_code(llada_dir, str(tmp_path / "with-lladas-code"))
     model_args = llada_cpt.ModelArguments(model_name_or_path=folder, model_implementation="remote", trust_remote_code=True)
-    config = llada_cpt.load_config(model_args)
+    config = model_config.load_config(model_args)
     training_args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
     model = llada_cpt.load_model(model_args, config, "xdm", training_args)
     for obj in (config, model):

@@ -11,6 +11,7 @@ import torch
 import transformers
 
 import llada_cpt
+import model_config
 import xdlm_trainer
 from checkpoints import CHECKPOINT_COMPLETE
 from helpers import ROOT, free_port
@@ -223,9 +224,9 @@ def test_mask_id_outside_the_vocabulary_and_missing_mask_id_fail_clearly(tokeniz
 
     no_mask_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|endoftext|>")
     with pytest.raises(ValueError, match="mask token id 5000 is outside the model's vocabulary \\[0, 1088\\)"):
-        llada_cpt.resolve_mask_id(LLaDAConfig(vocab_size=1088, mask_token_id=5000), no_mask_tok, None)
+        model_config.resolve_mask_id(LLaDAConfig(vocab_size=1088, mask_token_id=5000), no_mask_tok, None)
     with pytest.raises(ValueError, match="no mask token id"):
-        llada_cpt.resolve_mask_id(LLaDAConfig(vocab_size=1088, mask_token_id=None), no_mask_tok, None)
+        model_config.resolve_mask_id(LLaDAConfig(vocab_size=1088, mask_token_id=None), no_mask_tok, None)
 
 
 def test_k_and_stratified_flags_reach_the_loss(tmp_path, text_file, llada_dir, monkeypatch):

@@ -1,0 +1,91 @@
+"""A model's config for training: this repository's LLaDA classes or, with --model_implementation
+remote, the checkpoint's own code; its vocabulary width and length; the mask id.
+"""
+import logging
+import os
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+from modeling_llada import LLaDAConfig
+
+logger = logging.getLogger(__name__)
+
+
+def config_file(model_args):
+    """(the config's name or path, its config.json as a dict: what was actually given)."""
+    name = model_args.config_name or model_args.model_name_or_path
+    config_dict, _ = PretrainedConfig.get_config_dict(name, cache_dir=model_args.cache_dir,
+                                                      revision=model_args.model_revision, token=model_args.token)
+    return name, config_dict
+
+
+def check_remote_code(name, config_dict):
+    """--model_implementation remote needs the checkpoint's own code: an auto_map in its config,
+    and (for a local folder) the code files it points at."""
+    auto_map = config_dict.get("auto_map") or {}
+    if not (auto_map.get("AutoConfig") and (auto_map.get("AutoModel") or auto_map.get("AutoModelForCausalLM"))):
+        raise ValueError(f"--model_implementation remote runs the checkpoint's own code, but {name}'s config has no "
+                         "auto_map for AutoConfig and AutoModel (no code ships with it); use --model_implementation native")
+    if os.path.isdir(name):
+        for pointer in auto_map.values():
+            module_file = pointer.split("--")[-1].rsplit(".", 1)[0] + ".py"
+            if not os.path.isfile(os.path.join(name, module_file)):
+                raise ValueError(f"--model_implementation remote: {name}'s config points at {module_file}, which is not "
+                                 "in the folder; copy the checkpoint's code files there or use --model_implementation native")
+
+
+def load_config(model_args, config_dict=None):
+    """The model config (config_dict: config_file's, if already read)."""
+    name = model_args.config_name or model_args.model_name_or_path
+    if config_dict is None:
+        _, config_dict = config_file(model_args)
+    hub = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
+    if config_dict.get("model_type") == "llada" and model_args.model_implementation == "native":
+        # The auto_map pointers at LLaDA's own code files stay (see modeling_llada.LLADA_AUTO_MAP).
+        return LLaDAConfig.from_dict(config_dict)
+    remote_config = config_dict.get("auto_map", {}).get("AutoConfig")
+    if model_args.model_implementation == "remote":
+        check_remote_code(name, config_dict)
+        # AutoConfig would pick the class registered for the model type (ours, for llada) over the
+        # checkpoint's code even with trust_remote_code; a config of the checkpoint's own class then
+        # also makes AutoModel take the checkpoint's model code.
+        config_class = get_class_from_dynamic_module(remote_config, name, **hub)
+        return config_class.from_pretrained(name, **hub)
+    return AutoConfig.from_pretrained(name, trust_remote_code=model_args.trust_remote_code, **hub)
+
+
+def model_vocab_size(config):
+    """The width of the embedding and output head (LLaDA pads it past the tokenizer's vocab_size);
+    None when the config gives neither."""
+    return getattr(config, "embedding_size", None) or getattr(config, "vocab_size", None)
+
+
+def max_length(config):
+    for name in ("max_sequence_length", "max_position_embeddings"):
+        if getattr(config, name, None):
+            return getattr(config, name)
+    return None
+
+
+def resolve_mask_id(config, tokenizer, override):
+    """The mask id: --mask_token_id wins, then the model config's mask_token_id, then the
+    tokenizer's mask token. Only values actually given count (the caller sets the config's field
+    to None when its config.json has none): the config and the tokenizer must agree unless
+    --mask_token_id chooses, and then it is warned about."""
+    found = {"--mask_token_id": override, "the model config's mask_token_id": getattr(config, "mask_token_id", None),
+             "the tokenizer's mask token": tokenizer.mask_token_id}
+    found = {k: v for k, v in found.items() if v is not None}
+    if not found:
+        raise ValueError("no mask token id: the model config has no mask_token_id and the tokenizer no mask token; pass --mask_token_id")
+    source, mask_id = next(iter(found.items()))
+    others = {k: v for k, v in found.items() if v != mask_id}
+    if others and override is None:
+        raise ValueError(f"mask token ids disagree: {found}; pass --mask_token_id to choose one")
+    if others:
+        logger.warning(f"--mask_token_id {override} overrides {others}")
+    logger.info(f"mask id {mask_id}, from {source}")
+    N = model_vocab_size(config)
+    if not 0 <= mask_id < N:
+        raise ValueError(f"mask token id {mask_id} is outside the model's vocabulary [0, {N})")
+    return mask_id
