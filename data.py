@@ -232,8 +232,9 @@ def pair_blocks(batch, tokenizer, data_args, block_size, eos, log_drops=False):
 def training_and_validation_blocks(data_args, model_args, tokenizer, block_size, training_args):
     """(training blocks or None, validation blocks or None), as --do_train and --do_eval ask."""
     raw = load_raw_datasets(data_args, model_args, training_args.seed, training_args.do_eval)
-    if not training_args.do_eval:
-        raw.pop("validation", None)
+    for split, needed in (("train", training_args.do_train), ("validation", training_args.do_eval)):
+        if not needed:
+            raw.pop(split, None)  # never tokenized (the validation split is already cut from train)
     blocks = tokenize_and_pack(raw, tokenizer, data_args, block_size, training_args)
     train_dataset = eval_dataset = None
     if training_args.do_train:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import transformers
 
+import data
 import llada_cpt
 import model_config
 import xdlm_trainer
@@ -132,11 +133,14 @@ def test_mdm_and_ar_train(tmp_path, text_file, llada_dir):
     assert json.load(open(os.path.join(tmp_path, "ar", "config.json")))["causal"] is True
 
 
-def test_eval_reports_a_deterministic_nelbo_and_its_perplexity_bound(tmp_path, text_file, llada_dir):
+def test_eval_reports_a_deterministic_nelbo_and_its_perplexity_bound(tmp_path, text_file, llada_dir, monkeypatch):
     args = ["--model_name_or_path", llada_dir, "--validation_file", text_file, "--train_file", text_file,
             "--block_size", "64", "--do_eval", "--output_dir", str(tmp_path), "--report_to", "none",
             "--per_device_eval_batch_size", "4", "--max_eval_samples", "8", "--eval_mask_rates", "4"]
+    tokenized, tokenize_and_pack = [], data.tokenize_and_pack
+    monkeypatch.setattr(data, "tokenize_and_pack", lambda raw, *a: tokenized.extend(raw) or tokenize_and_pack(raw, *a))
     trainer = llada_cpt.main(args)
+    assert tokenized == ["validation"]  # an evaluation alone never tokenizes the training data
     first, again = trainer.evaluate(), trainer.evaluate()  # the same trainer: the global RNG has moved on
     assert first["eval_nelbo"] == again["eval_nelbo"]
     assert first["eval_ppl_bound"] == pytest.approx(torch.tensor(first["eval_nelbo"]).exp().item())
