@@ -7,6 +7,8 @@ ROOT=$PWD
 export PYTHON=${PYTHON:-.venv/bin/python}  # exported: scripts that call scripts use the same one
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 DEEPSPEED=("$PYTHON" -m deepspeed.launcher.runner)
+# Where DeepSpeed keeps the ops it compiles (without a GPU: a shared-memory op, built by setup.sh).
+export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$ROOT/.torch_extensions}
 OPENCOMPASS=("$PYTHON" -m opencompass.cli.main)
 
 # The tiny default's training flags (scripts/train_tiny.sh; flags given after them override).

@@ -13,7 +13,6 @@ source "$(dirname "$0")/common.sh"
 LLADA=${LLADA:-GSAI-ML/LLaDA-8B-Base}
 DATA=${DATA:-HuggingFaceFW/fineweb-edu}
 OUT=${OUT:-./checkpoints}
-export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$PWD/.torch_extensions}
 LAUNCH=()
 if [[ -n "${NUM_NODES:-}" ]]; then LAUNCH+=(--num_nodes "$NUM_NODES"); fi
 if [[ -n "${NUM_GPUS:-}" ]]; then LAUNCH+=(--num_gpus "$NUM_GPUS"); fi
