@@ -365,7 +365,7 @@ def load_model(path, dtype=None, device=None, tokenizer_path=None):
     return model, tokenizer, device
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description="Sample a completion from a LLaDA-class diffusion model.")
     ap.add_argument("--model_name_or_path", required=True)
     ap.add_argument("--prompt", required=True)
@@ -384,11 +384,12 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
                     help="default: bfloat16 on GPU, float32 on CPU")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    settings = dict(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k,
+                    temperature=args.temperature, remasking=args.remasking, sampler=args.sampler, cache=args.cache,
+                    threshold=args.threshold)
     try:  # before the model loads
-        check_settings(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k,
-                       temperature=args.temperature, remasking=args.remasking, sampler=args.sampler,
-                       cache=args.cache, threshold=args.threshold)
+        check_settings(**settings)
     except ValueError as e:
         ap.error("--" + str(e))  # the settings are named as their flags
 
@@ -397,10 +398,12 @@ def main():
     if args.mask_id is None and getattr(model.config, "mask_token_id", None) is None:
         ap.error(f"{args.model_name_or_path} has no mask_token_id in its config: pass --mask_id")
     ids = tokenizer(args.prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+    try:  # the checks that need the model (the mask id's range; a cache needs the native model)
+        _check(model, ids, None, args.mask_id, **settings)
+    except ValueError as e:
+        ap.error(str(e))
     stats = {}
-    out = generate(model, ids, steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k,
-                   temperature=args.temperature, remasking=args.remasking, sampler=args.sampler, mask_id=args.mask_id,
-                   progress=True, cache=args.cache, threshold=args.threshold, stats=stats)
+    out = generate(model, ids, mask_id=args.mask_id, progress=True, stats=stats, **settings)
     if args.threshold is not None:
         print(f"steps used: {stats['steps']} of {args.steps}", file=sys.stderr)
     print(decode_completion(tokenizer, out[0, ids.shape[1]:]))

@@ -52,7 +52,7 @@ def parse_modes(text):
     return ["exact"] + [m for m in names if m != "exact"]  # the reference always runs
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=os.path.join(ROOT, "outputs", "tiny"), help="checkpoint folder (default outputs/tiny)")
     ap.add_argument("--tiny_dir", default=os.path.join(ROOT, ".tiny"), help="folder with valid.jsonl (held-out prompts)")
@@ -66,7 +66,7 @@ def main():
     ap.add_argument("--modes", type=parse_modes, default=list(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     for name in ("threads", "batch", "prompt_length"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -2,6 +2,7 @@
 from here, never from each other."""
 import os
 import socket
+import sys
 
 import torch
 
@@ -18,6 +19,22 @@ def tiny_model(dtype=torch.float32, **overrides):
     """A randomly initialised native LLaDA model (seed 0) of TINY_SHAPE with `overrides`, in eval mode."""
     torch.manual_seed(0)
     return LLaDAModelLM(LLaDAConfig(**dict(TINY_SHAPE, **overrides))).to(dtype).eval()
+
+
+def run_main(main, argv, capsys):
+    """A script's main(argv) in this process, as its command line would run: (exit code, stdout,
+    stderr). argparse's errors and sys.exit("message") end in SystemExit; the message goes to
+    stderr as the interpreter would print it. (One test per script still launches it for real.)"""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+            code = 1
+    captured = capsys.readouterr()
+    return code or 0, captured.out, captured.err
 
 
 def free_port():

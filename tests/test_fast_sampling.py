@@ -3,14 +3,13 @@ approximation is staleness), the cache and threshold modes of `generate` keep th
 (schedule, k > 0 edit budgets inside the block, left padding), and bad settings are refused."""
 import math
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from generate import edit_budgets, generate, transfer_schedule
-from helpers import ROOT, check_left_padded_batch_equals_each_prompt_alone
+from generate import main as generate_main
+from helpers import check_left_padded_batch_equals_each_prompt_alone, run_main
 from helpers import tiny_model as shared_tiny_model
 from modeling_llada import KVCache
 
@@ -227,12 +226,8 @@ def test_a_model_without_a_mask_id_is_refused_naming_mask_id():
         generate(model, prompts(), steps=4, gen_length=16, block_length=16)
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "generate.py", *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
-
-
-@pytest.mark.slow
-def test_command_line_mask_id_and_fast_modes(llada_dir, tmp_path):
+def test_command_line_mask_id_and_fast_modes(llada_dir, tmp_path, capsys):
+    """generate.py's command line (in this process; test_generate.py launches it for real)."""
     import json
 
     folder = tmp_path / "no_mask_id"
@@ -242,12 +237,13 @@ def test_command_line_mask_id_and_fast_modes(llada_dir, tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     common = ["--model_name_or_path", str(folder), "--prompt", "def add(a, b):", "--steps", "16", "--gen_length", "16",
               "--block_length", "8"]
-    proc = run_cli(*common)
-    assert proc.returncode != 0 and "pass --mask_id" in proc.stderr
-    proc = run_cli(*common, "--mask_id", str(10 ** 6))
-    assert proc.returncode != 0 and "mask_id 1000000 is not a token id of the model" in proc.stderr
-    proc = run_cli(*common, "--mask_id", str(mask_id), "--cache", "dual", "--threshold", "0.5")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() and "steps used: " in proc.stderr
-    proc = run_cli(*common, "--mask_id", str(mask_id), "--temperature", "nan")  # was: empty text, exit 0
-    assert proc.returncode != 0 and "--temperature must be >= 0 and finite, got nan" in proc.stderr
+    code, out, err = run_main(generate_main, common, capsys)
+    assert code == 2 and "pass --mask_id" in err
+    code, out, err = run_main(generate_main, common + ["--mask_id", str(10 ** 6)], capsys)
+    assert code == 2 and "mask_id 1000000 is not a token id of the model" in err  # a usage error, not a traceback
+    code, out, err = run_main(generate_main, common + ["--mask_id", str(mask_id), "--cache", "dual", "--threshold", "0.5"],
+                              capsys)
+    assert code == 0, err[-3000:]
+    assert out.strip() and "steps used: " in err
+    code, out, err = run_main(generate_main, common + ["--mask_id", str(mask_id), "--temperature", "nan"], capsys)
+    assert code == 2 and "--temperature must be >= 0 and finite, got nan" in err  # was: empty text, exit 0

@@ -5,17 +5,15 @@ import csv
 import itertools
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import data
 import fig1_tiny
+from helpers import run_main
 from hmm_language import WordSource
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A hand-made source: outputs 0..4 (4 is written only by the noise). Words "ab" = [0, 1],
 # "cdc" = [2, 3, 2] and "bb" = [1, 1]; "ab" is always followed by "cdc", "cdc" by "ab" (0.3) or
@@ -130,17 +128,19 @@ def test_each_training_block_is_one_document_and_its_eos():
 
 
 @pytest.mark.slow
-def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path):
+def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "fig1")
-    cmd = [sys.executable, "scripts/fig1_tiny.py", "--out", out, "--seeds", "1", "--ks", "0,1", "--steps", "2",
-           "--batch_size", "4", "--symbols", "6", "--words", "8", "--word_min", "2", "--word_max", "3",
-           "--train_docs", "64", "--valid_docs", "16", "--entropy_samples", "64", "--block_size", "12",
-           "--d_model", "16", "--n_layers", "1", "--n_heads", "2", "--eval_blocks", "8", "--samples", "8",
-           "--sample_steps", "2,12", "--prompts", "8", "--prompt_length", "4", "--completion_length", "8",
-           "--completion_steps", "2,8"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    args = ["--out", out, "--seeds", "1", "--ks", "0,1", "--steps", "2", "--batch_size", "4", "--symbols", "6",
+            "--words", "8", "--word_min", "2", "--word_max", "3", "--train_docs", "64", "--valid_docs", "16",
+            "--entropy_samples", "64", "--block_size", "12", "--d_model", "16", "--n_layers", "1", "--n_heads", "2",
+            "--eval_blocks", "8", "--samples", "8", "--sample_steps", "2,12", "--prompts", "8", "--prompt_length", "4",
+            "--completion_length", "8", "--completion_steps", "2,8"]
+    # the script's main in this process: its stage workers and their trainer subprocesses, one thread each
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    code, stdout, stderr = run_main(fig1_tiny.main, args, capsys)
+    assert code == 0, stdout[-3000:] + stderr[-3000:]
+    assert "stages (" in stderr
     with open(os.path.join(out, "results.csv")) as f:
         rows = list(csv.DictReader(f))
     for r in rows:
@@ -152,11 +152,11 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path):
         assert (model, "confidence", "failure") in metrics
     assert os.path.getsize(os.path.join(out, "fig1.png")) > 1000
     # a rerun reuses every finished stage ...
-    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "stages (" not in again.stderr
+    code, stdout, stderr = run_main(fig1_tiny.main, args, capsys)
+    assert code == 0 and "stages (" not in stderr and "written:" in stdout
     # ... and refuses stages made with other settings
-    other = subprocess.run(cmd + ["--continue_steps", "3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert other.returncode != 0 and "--continue_steps 2 -> 3" in other.stderr
+    code, _, stderr = run_main(fig1_tiny.main, args + ["--continue_steps", "3"], capsys)
+    assert code == 2 and "--continue_steps 2 -> 3" in stderr
     # The faster sampler modes on the same models (scripts/fast_sampling_quality.py), in 2 blocks of 4
     import fast_sampling_quality
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from generate import edit_budgets, generate, transfer_schedule
-from helpers import ROOT, check_left_padded_batch_equals_each_prompt_alone
+from helpers import ROOT, check_left_padded_batch_equals_each_prompt_alone, run_main
 from helpers import tiny_model as shared_tiny_model
 from xdlm_loss import reverse_posterior
 
@@ -288,21 +288,23 @@ def test_command_line_prints_a_completion(llada_dir):
     assert proc.stdout.strip() and "sampling" in proc.stderr  # the completion, and a progress bar
 
 
-@pytest.mark.slow
-def test_bench_sampler_compares_the_modes_with_the_threads_it_is_given():
+def test_bench_sampler_compares_the_modes_with_the_threads_it_is_given(capsys):
+    import bench_sampler
+
     args = ["--random", "tiny", "--prompt_length", "24", "--gen_length", "16", "--block_length", "8", "--steps", "16"]
-    proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "1"], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "float32 on cpu (1 threads)" in proc.stdout
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines() if line.startswith("| ")]
+    threads = torch.get_num_threads()
+    try:
+        code, out, err = run_main(bench_sampler.main, args + ["--threads", "1"], capsys)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, err[-3000:]
+    assert "float32 on cpu (1 threads)" in out
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| ")]
     rows = {c[0]: c for c in cells}
     assert set(rows) == {"mode", "---", "exact", "prefix", "dual", "prefix-t0.9", "dual-t0.9", "dual-t0.1"}
     assert rows["exact"][3:8] == ["1.00x", "16", "16 / 0", "100.0%", "100%"]  # the reference against itself
     assert rows["dual"][5] == "2 / 14"  # one full forward per block, the other steps on the cached span
-    proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", *args, "--threads", "0"], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode != 0 and "--threads must be a positive integer, got 0" in proc.stderr
-    proc = subprocess.run([sys.executable, "scripts/bench_sampler.py", "--model", "/nonexistent"], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode != 0 and "--model /nonexistent: no checkpoint there" in proc.stderr
+    code, out, err = run_main(bench_sampler.main, args + ["--threads", "0"], capsys)
+    assert code == 2 and "--threads must be a positive integer, got 0" in err
+    code, out, err = run_main(bench_sampler.main, ["--model", "/nonexistent"], capsys)
+    assert code == 1 and "--model /nonexistent: no checkpoint there" in err

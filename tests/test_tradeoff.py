@@ -14,7 +14,7 @@ import torch
 import data
 import tiny_report
 import tradeoff_tiny
-from helpers import ROOT
+from helpers import ROOT, run_main
 
 
 class BigramJudge(torch.nn.Module):
@@ -63,17 +63,19 @@ def test_judge_sees_only_the_past():
 
 
 @pytest.mark.slow
-def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
+def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys):
     tiny = str(tmp_path / "tiny")
     env = dict(os.environ, PYTHON=sys.executable)
     subprocess.run([sys.executable, "scripts/make_tiny.py", "--out", tiny, "--corpus_bytes", "400000"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     out = str(tmp_path / "tradeoff")
-    cmd = [sys.executable, "scripts/tradeoff_tiny.py", "--out", out, "--tiny_dir", tiny, "--base_steps", "3",
-           "--continue_steps", "2", "--judge_steps", "2", "--batch_size", "4", "--block_size", "32",
-           "--eval_blocks", "8", "--prompts", "4", "--prompt_length", "8", "--gen_length", "8", "--steps", "2,8"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the script's main in this process (every training stage is still llada_cpt.py in a subprocess)
+    args = ["--out", out, "--tiny_dir", tiny, "--base_steps", "3", "--continue_steps", "2", "--judge_steps", "2",
+            "--batch_size", "4", "--block_size", "32", "--eval_blocks", "8", "--prompts", "4", "--prompt_length", "8",
+            "--gen_length", "8", "--steps", "2,8"]
+    code, stdout, stderr = run_main(tradeoff_tiny.main, args, capsys)
+    assert code == 0, stdout[-3000:] + stderr[-3000:]
+    assert stdout.count("=== training") == 5
     with open(os.path.join(out, "results.csv")) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 5 * 2  # base, base at k = 0.1, mdm, xdm, xdm at k = 0.5; two step counts
@@ -84,11 +86,11 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path):
     assert os.path.getsize(os.path.join(out, "tradeoff.png")) > 1000
     assert "| xdm |" in open(os.path.join(out, "results.md")).read()
     # a rerun reuses every finished stage: no training, no generation
-    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "=== training" not in again.stdout
+    code, stdout, _ = run_main(tradeoff_tiny.main, args, capsys)
+    assert code == 0 and "=== training" not in stdout and "written:" in stdout
     # ... and refuses to mix stages made with other settings
-    other = subprocess.run(cmd + ["--continue_steps", "3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert other.returncode != 0 and "--continue_steps 2 -> 3" in other.stderr
+    code, _, stderr = run_main(tradeoff_tiny.main, args + ["--continue_steps", "3"], capsys)
+    assert code == 2 and "--continue_steps 2 -> 3" in stderr
 
     # The report's NELBO is the trainer's evaluation on a seeded random sample of validation
     # blocks (not the first ones), the same on every call; the unigram model scores those blocks.
