@@ -56,7 +56,7 @@ def largest_batch(model, L, k, fused, device, max_batch):
     return best
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--L", type=int, default=None, help="sequence length (default: the model maximum)")
     ap.add_argument("--k", type=float, default=0.1)
@@ -65,7 +65,7 @@ def main():
     ap.add_argument("--max_batch", type=int, default=1024)
     ap.add_argument("--gradient_checkpointing", action="store_true")
     ap.add_argument("--tiny", action="store_true", help="a tiny configuration instead of ~1B (for a smoke run)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     cfg = LLaDAConfig(**(TINY if args.tiny else LLADA_1B))
     L = args.L or cfg.max_sequence_length
     model = LLaDAModelLM(cfg).to(device=args.device, dtype=getattr(torch, args.dtype))

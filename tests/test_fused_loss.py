@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import llada_cpt
-from helpers import ROOT
+from helpers import ROOT, run_main
 from xdlm_loss import FUSED_LOSS_TOLERANCE, corrupt, linear_xdlm_loss, xdlm_loss
 
 
@@ -209,20 +209,20 @@ def test_trainer_logs_the_same_loss_fused_or_not(tmp_path, corpus_texts, llada_d
     assert losses["True"] == pytest.approx(losses["False"], rel=1e-4)
 
 
-@pytest.mark.slow
-def test_microbatch_benchmark_checks_parity_and_finds_the_largest_batch(monkeypatch):
-    """scripts/bench_microbatch.py is for GPUs. A tiny CPU run checks that both paths give the
-    same loss on the same batch; its search is checked against a simulated memory limit."""
-    proc = subprocess.run([sys.executable, "scripts/bench_microbatch.py", "--tiny", "--device", "cpu", "--dtype", "float32",
-                           "--max_batch", "2", "--L", "64"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("loss at micro-batch 1"))
+def test_microbatch_benchmark_checks_parity_and_finds_the_largest_batch(monkeypatch, capsys):
+    """scripts/bench_microbatch.py is for GPUs. A tiny CPU run (its command line, in this process)
+    checks that both paths give the same loss on the same batch; its search is checked against a
+    simulated memory limit."""
+    import bench_microbatch
+
+    code, out, err = run_main(bench_microbatch.main, ["--tiny", "--device", "cpu", "--dtype", "float32", "--max_batch", "2",
+                                                      "--L", "64"], capsys)
+    assert code == 0, err[-3000:]
+    line = next(line for line in out.splitlines() if line.startswith("loss at micro-batch 1"))
     reference = float(line.split("reference ")[1].split(",")[0])
     fused = float(line.split("fused ")[1].split(",")[0])
     assert reference > 0 and fused == pytest.approx(reference, rel=1e-5), line
-    assert "reference loss: largest micro-batch 2" in proc.stdout and "fused loss: largest micro-batch 2" in proc.stdout
-
-    import bench_microbatch
+    assert "reference loss: largest micro-batch 2" in out and "fused loss: largest micro-batch 2" in out
 
     # (largest batch that fits, the answer, the batches tried)
     for fits, want, tries in [(5, 4, [1, 2, 4, 8]), (1, 1, [1, 2]), (0, 0, [1]), (64, 64, [1, 2, 4, 8, 16, 32, 64])]:

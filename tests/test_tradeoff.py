@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import data
+import llada_cpt
 import tiny_report
 import tradeoff_tiny
 from helpers import ROOT, run_main
@@ -63,13 +64,22 @@ def test_judge_sees_only_the_past():
 
 
 @pytest.mark.slow
-def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys):
+def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys, monkeypatch):
     tiny = str(tmp_path / "tiny")
     env = dict(os.environ, PYTHON=sys.executable)
     subprocess.run([sys.executable, "scripts/make_tiny.py", "--out", tiny, "--corpus_bytes", "400000"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     out = str(tmp_path / "tradeoff")
-    # the script's main in this process (every training stage is still llada_cpt.py in a subprocess)
+
+    # The script's main in this process, and its training stages too: each stage's command line
+    # goes to llada_cpt.main here instead of a new Python (the scripts launch the trainer for real
+    # in test_training.py and test_fig1.py).
+    def run_in_process(cmd, cwd, **kwargs):
+        assert cmd[:2] == [sys.executable, os.path.join(ROOT, "llada_cpt.py")] and cwd == ROOT, cmd
+        llada_cpt.main(cmd[2:])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(tradeoff_tiny, "subprocess", types.SimpleNamespace(run=run_in_process))
     args = ["--out", out, "--tiny_dir", tiny, "--base_steps", "3", "--continue_steps", "2", "--judge_steps", "2",
             "--batch_size", "4", "--block_size", "32", "--eval_blocks", "8", "--prompts", "4", "--prompt_length", "8",
             "--gen_length", "8", "--steps", "2,8"]
