@@ -1,7 +1,8 @@
 """Crash safety of llada_cpt.py: a run killed with SIGKILL at a random step, or while a checkpoint
 is being written, and relaunched with the identical command, trains exactly as an uninterrupted
 run (per-step losses, final weights, the noise drawn, the blocks seen); nothing is ever deleted.
-One process, and two processes under DeepSpeed ZeRO-2 on CPU."""
+One process, and two processes under DeepSpeed ZeRO-2 on CPU. Every killed run is a process of its
+own (tests/recording.py); the one-process uninterrupted run and relaunches run in the test process."""
 import json
 import os
 import random
@@ -13,68 +14,39 @@ import torch
 from safetensors.torch import load_file
 
 import llada_cpt
+import recording
 from checkpoints import CHECKPOINT_COMPLETE
 from helpers import ROOT, free_port
 from local_data import write_fineweb_like, write_jsonl
 from xdlm_loss import MASK_RATE_EPS
 
 
-# Runs llada_cpt.main(argv) and records every training draw (rank, step, micro-step, p_mask,
-# the clean block and its corruption) to DRAWS/draws-<rank>.jsonl as it happens. With
-# KILL_AT=step:STEP or save:STEP the process of rank KILL_RANK kills itself with SIGKILL:
-# during the second micro-batch after optimizer step STEP, or while checkpoint-STEP is written
-# (after the model and optimizer, before the RNG states and the completion marker).
-RECORDING_LAUNCHER = '''
-import json, os, signal, sys
-import llada_cpt, xdlm_trainer
-
-where, _, at = os.environ.get("KILL_AT", "none:0").partition(":")
-at, kill_rank, draws = int(at), int(os.environ.get("KILL_RANK", "0")), os.environ["DRAWS"]
-Trainer = llada_cpt.XDLMTrainer
-real_rate, real_corrupt, real_save_rng = Trainer.training_mask_rate, xdlm_trainer.corrupt, Trainer._save_rng_state
-pending = []
-
-def training_mask_rate(self, batch_size, device, step, micro):
-    if where == "step" and step == at and micro == 1 and self.args.process_index == kill_rank:
-        os.kill(os.getpid(), signal.SIGKILL)
-    p_mask = real_rate(self, batch_size, device, step, micro)
-    pending.append(dict(rank=self.args.process_index, step=step, micro=micro, p_mask=p_mask.tolist()))
-    return p_mask
-
-def corrupt(clean_ids, *args, **kwargs):
-    noisy = real_corrupt(clean_ids, *args, **kwargs)
-    if pending:
-        record = pending.pop()
-        record.update(clean=clean_ids.tolist(), noisy=noisy.tolist())
-        with open(os.path.join(draws, "draws-%d.jsonl" % record["rank"]), "a") as f:
-            f.write(json.dumps(record) + "\\n")
-    return noisy
-
-def _save_rng_state(self, output_dir):
-    if where == "save" and self.state.global_step == at and self.args.process_index == kill_rank:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real_save_rng(self, output_dir)
-
-Trainer.training_mask_rate, Trainer._save_rng_state, xdlm_trainer.corrupt = training_mask_rate, _save_rng_state, corrupt
-llada_cpt.main(sys.argv[1:])
-'''
-
-
 def launch(tmp_path, launcher_args, argv, kill_at="none:0", kill_rank=0, expect_killed=False):
-    """Run the recording launcher; returns its output. Draws go to tmp_path/draws."""
-    script = tmp_path / "recording_launcher.py"
-    script.write_text(RECORDING_LAUNCHER)
-    os.makedirs(tmp_path / "draws", exist_ok=True)
+    """Run tests/recording.py (llada_cpt.py recording its draws to tmp_path/draws) in a new
+    process with one thread; returns its output."""
     env = dict(os.environ, PYTHONPATH=ROOT, KILL_AT=kill_at, KILL_RANK=str(kill_rank), DRAWS=str(tmp_path / "draws"),
                TORCH_EXTENSIONS_DIR=os.path.join(ROOT, ".torch_extensions"), OMP_NUM_THREADS="1")
-    proc = subprocess.run([*launcher_args, str(script), *argv], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([*launcher_args, os.path.join(ROOT, "tests", "recording.py"), *argv], cwd=str(tmp_path),
+                          env=env, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
     if expect_killed:
         assert proc.returncode != 0, "the run was meant to be killed\n" + log[-3000:]
     else:
         assert proc.returncode == 0, log[-6000:]
     return log
+
+
+def run_here(tmp_path, argv, monkeypatch):
+    """The same command in this process, recording its draws likewise, with one thread as the
+    launched runs have (the kill itself needs a process of its own)."""
+    monkeypatch.chdir(tmp_path)
+    recording.install(str(tmp_path / "draws"), setattr=monkeypatch.setattr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return llada_cpt.main(argv)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def draws(tmp_path):
@@ -131,33 +103,35 @@ def one_process_argv(data_file, model_dir, *extra):
 @pytest.fixture(scope="module")
 def one_process_reference(tmp_path_factory, text_file, llada_dir):
     ref = tmp_path_factory.mktemp("uninterrupted")
-    launch(ref, [sys.executable], one_process_argv(text_file, llada_dir))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_here(ref, one_process_argv(text_file, llada_dir), monkeypatch)
     return ref
 
 
 @pytest.mark.slow
-def test_one_process_killed_at_a_random_step_resumes_exactly(tmp_path, text_file, llada_dir, one_process_reference):
+def test_one_process_killed_at_a_random_step_resumes_exactly(tmp_path, text_file, llada_dir, one_process_reference,
+                                                            monkeypatch, caplog):
     step = random.Random(9).randint(2, 4)  # killed inside optimizer step step + 1, after checkpoint-2
     argv = one_process_argv(text_file, llada_dir)
     launch(tmp_path, [sys.executable], argv, kill_at=f"step:{step}", expect_killed=True)
     assert not (tmp_path / "out" / "model.safetensors").exists()
-    log = launch(tmp_path, [sys.executable], argv)
-    assert f"Resuming from out/checkpoint-{step // 2 * 2}" in log
+    run_here(tmp_path, argv, monkeypatch)  # the relaunch
+    assert f"Resuming from out/checkpoint-{step // 2 * 2}" in caplog.text
     assert_same_training(tmp_path, one_process_reference)
     assert_strata_covered_once(draws(tmp_path), world=1, per_device=2, accumulation=2)
 
 
 @pytest.mark.slow
 def test_one_process_killed_while_writing_a_checkpoint_skips_it_and_resumes_exactly(
-        tmp_path, text_file, llada_dir, one_process_reference):
+        tmp_path, text_file, llada_dir, one_process_reference, monkeypatch, caplog):
     argv = one_process_argv(text_file, llada_dir, "--save_total_limit", "1")
     launch(tmp_path, [sys.executable], argv, kill_at="save:4", expect_killed=True)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2", "checkpoint-4"]
     assert (out / "checkpoint-2" / CHECKPOINT_COMPLETE).exists()
     assert not (out / "checkpoint-4" / CHECKPOINT_COMPLETE).exists()
-    log = launch(tmp_path, [sys.executable], argv)
-    assert "checkpoint-4: incomplete" in log and "Resuming from out/checkpoint-2" in log
+    run_here(tmp_path, argv, monkeypatch)  # the relaunch
+    assert "checkpoint-4: incomplete" in caplog.text and "Resuming from out/checkpoint-2" in caplog.text
     assert_same_training(tmp_path, one_process_reference)
     moved = [p for p in out.iterdir() if p.name.startswith("incomplete-")]
     assert len(moved) == 1 and (moved[0] / "checkpoint-4").is_dir()  # kept, not deleted
