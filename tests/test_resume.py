@@ -17,7 +17,7 @@ import llada_cpt
 import recording
 from checkpoints import CHECKPOINT_COMPLETE
 from helpers import ROOT, free_port
-from local_data import write_fineweb_like, write_jsonl
+from local_data import write_fineweb_like
 from xdlm_loss import MASK_RATE_EPS
 
 
