@@ -24,7 +24,8 @@ def tiny_model(dtype=torch.float32, **overrides):
 def run_main(main, argv, capsys):
     """A script's main(argv) in this process, as its command line would run: (exit code, stdout,
     stderr). argparse's errors and sys.exit("message") end in SystemExit; the message goes to
-    stderr as the interpreter would print it. (One test per script still launches it for real.)"""
+    stderr as the interpreter would print it. (What only a new process shows, the entry point and
+    the environment, is left to the tests that launch generate.py, the trainer and the shell scripts.)"""
     try:
         main(argv)
         code = 0
