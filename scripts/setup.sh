@@ -10,5 +10,7 @@ DS_BUILD_OPS=0 "$PYTHON" -m pip install -q --disable-pip-version-check -r requir
 # the first time two processes train: build it once here, into $TORCH_EXTENSIONS_DIR.
 if "$PYTHON" -c "import sys, torch; sys.exit(torch.cuda.is_available())"; then
   "$PYTHON" -c "from deepspeed.accelerator import get_accelerator
-get_accelerator().create_op_builder('ShareMemCommBuilder').load(verbose=False)" > /dev/null
+get_accelerator().create_op_builder('ShareMemCommBuilder').load(verbose=False)" > /dev/null ||
+    echo "setup.sh: DeepSpeed's CPU communication op did not compile (see above; it needs a C++ compiler);" \
+      "everything else is installed, and DeepSpeed will try again at its first two-process CPU launch" >&2
 fi
