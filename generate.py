@@ -66,9 +66,15 @@ def edit_budgets(schedule, k):
     budgets, revealed = [], 0
     for i, n in enumerate(schedule):
         revealed += n
-        # + 1e-9: k/(1-k) x revealed is often an integer that floats land just below (0.1 x 9 / 0.9)
-        budgets.append(math.floor(k * revealed / (1 - k) + 1e-9) if i > 0 and k > 0 else 0)
+        budgets.append(edit_budget(k, revealed) if i > 0 and k > 0 else 0)
     return budgets
+
+
+def edit_budget(k, revealed):
+    """floor(k/(1-k) x revealed), for a count or a tensor of counts (the threshold rule's per row)."""
+    # + 1e-9: k/(1-k) x revealed is often an integer that floats land just below (0.1 x 9 / 0.9)
+    budget = k * revealed / (1 - k) + 1e-9
+    return torch.floor(budget).long() if torch.is_tensor(budget) else math.floor(budget)
 
 
 def add_gumbel_noise(logits, temperature):
@@ -288,11 +294,8 @@ def _confidence(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id,
                 n_row = torch.maximum((conf >= log_threshold).sum(-1), torch.full_like(revealed, n_reveal))
                 n_row = torch.minimum(n_row, eligible.sum(-1))
                 revealed += n_row
-                if k > 0 and i > 0:
-                    budget = torch.floor(k * revealed / (1 - k) + 1e-9).long()
-                else:
-                    budget = 0
-            if eligible is not None and not (isinstance(budget, int) and budget == 0):
+                budget = edit_budget(k, revealed) if k > 0 and i > 0 else 0
+            if eligible is not None and (torch.is_tensor(budget) or budget > 0):
                 # Decoded tokens whose prediction differs and is at least as likely as the token
                 # take the prediction, most likely first, within the budget left.
                 cur_logit = logits.gather(-1, tokens[..., None]).squeeze(-1)
@@ -346,23 +349,29 @@ def _ancestral(scorer, x, P, blocks, block_length, steps_per_block, k, mask_id, 
 
 def load_model(path, dtype=None, device=None, tokenizer_path=None):
     """(model, tokenizer, device) for sampling: the checkpoint (native LLaDA model for model_type
-    "llada") in eval mode, by default on the GPU in bfloat16 when there is one, else on the CPU
-    in float32; `dtype` is a name ("bfloat16", "float32", ...). The tokenizer pads on the left
+    "llada") in eval mode, on sampling_device_and_dtype's device and dtype. The tokenizer pads on the left
     (pad = eos when it has no pad token) for batches of prompts."""
     import transformers
 
     import modeling_llada  # noqa: F401  (registers the native LLaDA model)
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = dtype or ("bfloat16" if str(device).startswith("cuda") else "float32")
-    if not isinstance(getattr(torch, dtype, None), torch.dtype):
-        raise ValueError(f"dtype {dtype!r} is not a torch dtype name (e.g. bfloat16, float32)")
+    device, dtype = sampling_device_and_dtype(device, dtype)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path or path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = transformers.AutoModel.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    model = transformers.AutoModel.from_pretrained(path, dtype=dtype).to(device).eval()
     return model, tokenizer, device
+
+
+def sampling_device_and_dtype(device=None, dtype=None):
+    """(device, torch dtype) to sample on: by default the GPU in bfloat16 when there is one, else
+    the CPU in float32; `dtype` is a name ("bfloat16", "float32", ...)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or ("bfloat16" if str(device).startswith("cuda") else "float32")
+    if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise ValueError(f"dtype {dtype!r} is not a torch dtype name (e.g. bfloat16, float32)")
+    return device, getattr(torch, dtype)
 
 
 def main(argv=None):

@@ -33,6 +33,7 @@ from modeling_llada import LLaDAConfig, LLaDAModelLM
 from xdlm_trainer import LOSS_CURVE_WINDOW, OBJECTIVES, XDLMTrainer, plot_loss_curve, set_wandb_defaults
 
 logger = logging.getLogger(__name__)
+MODULE_LOGGERS = ("data", "model_config", "checkpoints", "xdlm_trainer")  # the modules whose logs the run shows
 
 # LoRA adapters go on these projections of every LLaDA block (all of them by default).
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
@@ -376,7 +377,7 @@ def setup_logging(training_args, xdlm_args):
     if training_args.should_log:
         transformers.utils.logging.set_verbosity_info()
     log_level = training_args.get_process_log_level()
-    for name in (__name__, "data", "model_config", "checkpoints", "xdlm_trainer"):
+    for name in (__name__, *MODULE_LOGGERS):
         logging.getLogger(name).setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     datasets.utils.logging.disable_propagation()  # it prints with its own handler, as transformers does: each line once

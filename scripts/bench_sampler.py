@@ -27,7 +27,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from generate import generate, load_model  # noqa: E402
+from generate import generate, load_model, sampling_device_and_dtype  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
 from tradeoff_tiny import held_out_prompts  # noqa: E402
 
@@ -76,8 +76,7 @@ def main(argv=None):
 
     length = args.prompt_length + args.gen_length
     if args.random:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
+        device, dtype = sampling_device_and_dtype(dtype=args.dtype)
         torch.manual_seed(0)
         config = LLaDAConfig(**SHAPES[args.random], max_sequence_length=length)
         with torch.device(device):

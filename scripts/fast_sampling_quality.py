@@ -27,11 +27,12 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import bench_sampler  # noqa: E402
 import fig1_tiny  # noqa: E402
 from generate import generate, load_model  # noqa: E402
 
-# mode name: (cache, threshold)
-MODES = {"exact": ("none", None), "prefix": ("prefix", None), "dual": ("dual", None), "dual-t0.9": ("dual", 0.9)}
+# mode name: (cache, threshold), bench_sampler's modes at Fast-dLLM's threshold
+MODES = {name: bench_sampler.MODES[name] for name in ("exact", "prefix", "dual", "dual-t0.9")}
 FIELDS = ("model", "sampler_k", "mode", "steps", "metric", "mean", "spread", "seeds")
 
 

@@ -391,7 +391,7 @@ def test_the_paper_launchers_flags_trigger_no_warning_of_ours(tmp_path, llada_di
     monkeypatch.setattr(llada_cpt, "load_model", reached)
     with caplog.at_level("WARNING"), pytest.raises(ModelBuildReached):
         llada_cpt.main(argv)
-    ours = [r for r in caplog.records if r.name in ("llada_cpt", "__main__", "data", "checkpoints", "xdlm_trainer") and r.levelno >= 30]
+    ours = [r for r in caplog.records if r.name in ("llada_cpt", "__main__", *llada_cpt.MODULE_LOGGERS) and r.levelno >= 30]
     assert not ours, [r.getMessage() for r in ours]
 
 
