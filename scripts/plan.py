@@ -10,7 +10,8 @@ usage: python scripts/plan.py --model llada-8b --gpus 8 --gpu a100-80gb --block_
 Memory is modelled from the ops of modeling_llada.py and xdlm_loss.py (what autograd keeps
 for backward, and the largest temporaries of the loss); tests/test_plan.py checks the count
 against autograd's own saved tensors and the total against measured memory on CPU, and
-scripts/gpu_check.sh against torch.cuda.max_memory_allocated on a GPU.
+scripts/gpu_check.sh against torch.cuda.max_memory_allocated on a GPU. What those checks measure
+is defined here too (xdlm_step, resident_memory), so that no benchmark imports another.
 """
 import argparse
 import json
@@ -19,15 +20,19 @@ import sys
 from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # the library (modeling_llada, xdlm_loss), imported where needed
+    sys.path.insert(0, ROOT)
 GIB = 2 ** 30
 
-# LLaDA-8B-Base's shape (its config.json), and the ~1.1B shape with LLaDA's vocabulary (the
+# LLaDA-8B-Base's shape (its config.json), the ~1.1B shape with LLaDA's vocabulary (the
 # embedding and head are 0.52B of it) that scripts/bench_microbatch.py and scripts/gpu_check.py
-# run with random weights.
+# run with random weights, and the tiny shape of their smoke runs on CPU (--tiny).
 LLADA_8B = dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
                 embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
 LLADA_1B = dict(d_model=2048, n_layers=12, n_heads=16, n_kv_heads=16, mlp_hidden_size=5632, vocab_size=126464,
                 embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
+LLADA_TINY = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=4096,
+                  embedding_size=4096, max_sequence_length=256, mask_token_id=4000)
 # Dense bf16 tensor-core peak (TFLOP/s, without sparsity) and memory of the GPUs the README plans for.
 GPUS = {
     "a100-40gb": dict(mem_gib=40, tflops=312),
@@ -127,7 +132,6 @@ def load_shape(model):
 
 
 def _llada_config(fields):
-    sys.path.insert(0, ROOT)
     from modeling_llada import LLaDAConfig  # its defaults (mlp_ratio, embedding_size) are LLaDA's
 
     return LLaDAConfig(**fields)
@@ -255,6 +259,54 @@ def flops_per_token(shape, L, lora_r=0):
     matmul = shape.matmul_params()
     dense = 4 * matmul + 6 * shape.lora_params(lora_r) if lora_r else 6 * matmul
     return dense + 12 * shape.n_layers * L * shape.d_model
+
+
+# ---------------------------------------------------------------------------
+# What the checks of these counts measure (scripts/gpu_check.py, bench_microbatch.py, bench_loss.py)
+# ---------------------------------------------------------------------------
+
+def xdlm_step(model, batch, L, k, fused, device, seed=0):
+    """One forward + backward of XDLM training on a random batch (fixed by seed): the step whose
+    memory activation_bytes counts and whose FLOPs flops_per_token counts. Returns the loss."""
+    import torch
+
+    from xdlm_loss import corrupt, linear_xdlm_loss, stratified_mask_rate, xdlm_loss
+
+    cfg = model.config
+    g = torch.Generator(device=device).manual_seed(seed)
+    ids = torch.randint(0, cfg.mask_token_id, (batch, L), device=device, generator=g)
+    u = torch.rand(1, generator=g, device=device)  # one offset: the batch's mask rates spread evenly
+    alpha = 1 - stratified_mask_rate(u, torch.arange(batch, device=device), batch)
+    noisy = corrupt(ids, alpha, k, cfg.mask_token_id, cfg.embedding_size, generator=g)
+    if fused:
+        loss = linear_xdlm_loss(model.final_hidden(noisy), model.output_head_weight, noisy, ids, alpha, k,
+                                cfg.mask_token_id) / noisy.numel()
+    else:
+        loss = xdlm_loss(model(noisy).logits, noisy, ids, alpha, k, cfg.mask_token_id).mean()
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def resident_memory():
+    """(current, peak) resident bytes of this process: VmRSS and VmHWM of /proc/self/status
+    (Linux). The peak is the process's lifetime one: measure in a fresh process (gpu_check.py
+    forks one per step) or reset it first (reset_peak_resident_memory)."""
+    found = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) * 1024
+    if len(found) != 2:
+        raise RuntimeError("no VmRSS/VmHWM in /proc/self/status: measuring CPU memory needs Linux")
+    return found["VmRSS"], found["VmHWM"]
+
+
+def reset_peak_resident_memory():
+    """Linux: writing 5 to /proc/self/clear_refs sets the peak (VmHWM) to the current size."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """scripts/plan.py against independent truths: autograd's own saved tensors, the parameters of
 the real model, PyTorch's FLOP counter, and the measured peak memory of training steps on CPU."""
+import ast
 import contextlib
 import json
 import os
@@ -189,6 +190,30 @@ def test_readme_table_and_example_are_the_planners_output(capsys):
     assert f".venv/bin/python scripts/plan.py {command}" in readme
     plan.main(argv)
     assert capsys.readouterr().out.strip() in readme
+
+
+def test_resident_memory_reads_what_the_kernel_counts():
+    """VmRSS against /proc/self/statm's resident pages (another view of the same count), and both
+    the current and the peak size grow by a 64 MiB buffer once its pages are written."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    rss, peak = plan.resident_memory()
+    with open("/proc/self/statm") as f:
+        statm = int(f.read().split()[1]) * page
+    assert abs(rss - statm) < 8 * 2 ** 20 and peak >= rss
+    buffer = b"\x01" * (64 * 2 ** 20)
+    grown, grown_peak = plan.resident_memory()
+    assert grown - rss >= 60 * 2 ** 20 and grown_peak >= grown >= len(buffer)
+
+
+def test_the_checks_import_no_other_script():
+    """gpu_check.py, bench_loss.py and bench_microbatch.py share what they measure through plan.py
+    only: none imports another script (each runs the others as a process)."""
+    scripts = {name[:-3] for name in os.listdir(os.path.join(ROOT, "scripts")) if name.endswith(".py")}
+    for name in ("gpu_check", "bench_loss", "bench_microbatch"):
+        tree = ast.parse(open(os.path.join(ROOT, "scripts", name + ".py")).read())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert imported & scripts == {"plan"}, (name, imported & scripts)
 
 
 # Small LLaDA shapes spanning d 128-512, L 128-1024, micro-batch 1-4, fused loss and
