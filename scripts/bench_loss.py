@@ -16,32 +16,14 @@ relative errors and the tolerance, for scripts/gpu_check.py and the tests)
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
+from plan import reset_peak_resident_memory, resident_memory
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def reset_peak_rss():
-    """Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def peak_rss_bytes():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child(args):
@@ -67,14 +49,14 @@ def child(args):
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        reset_peak_rss()
-        before = rss_bytes()
+        reset_peak_resident_memory()
+        before = resident_memory()[0]
     loss, gh, gw = run_path(args.path, hidden, weight, clean, mask_id, args.k, xdlm_loss, linear_xdlm_loss, corrupt)
     if dev == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = peak_rss_bytes()
+        peak = resident_memory()[1]
     transient = peak - before - grad_bytes
     times = []
     for _ in range(args.repeats):

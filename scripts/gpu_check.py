@@ -1,7 +1,9 @@
 """Checks scripts/plan.py against measurement on one device, in one table: activation + loss
 memory of a training step (predicted vs measured) with the fused and the reference loss;
 tokens per second and MFU; the largest micro-batch with and without the fused loss; and the
-fused vs reference loss alone (scripts/bench_loss.py) at L = 4096, d = 4096.
+fused vs reference loss alone (scripts/bench_loss.py) at L = 4096, d = 4096. The micro-batch
+search (scripts/bench_microbatch.py) and the loss alone each run in their own process, whose
+--json output this reads.
 
 usage: bash scripts/gpu_check.sh                         (GPU: the ~1.1B shape, random weights, L = 4096)
        bash scripts/gpu_check.sh --device cpu --tiny     (a smoke run at tiny sizes)
@@ -24,21 +26,13 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_microbatch import TINY, largest_batch, step  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-from plan import GIB, LLADA_1B, Shape, activation_bytes, flops_per_token, loss_bytes  # noqa: E402
+from plan import (GIB, LLADA_1B, LLADA_TINY, Shape, activation_bytes, flops_per_token, loss_bytes,  # noqa: E402
+                  resident_memory, xdlm_step)
 
 K = 0.1  # the paper's XDLM mixing ratio
 # Dense bf16 peak TFLOP/s by device name, for MFU (SXM parts).
 PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312}
-
-
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def make_model(fields, dtype, device, checkpointing):
@@ -59,19 +53,19 @@ def measure_step(fields, batch, L, fused, checkpointing, device, dtype=torch.bfl
     """Peak memory growth (bytes) of one forward + backward beyond the model and its inputs."""
     model = make_model(fields, dtype, device, checkpointing)
     hooks = [p.register_post_accumulate_grad_hook(lambda p: setattr(p, "grad", None)) for p in model.parameters()]
-    step(model, 1, 16, K, fused, device)  # load the kernels at a tiny size first
+    xdlm_step(model, 1, 16, K, fused, device)  # load the kernels at a tiny size first
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        before, hwm_before = _status_kib("VmRSS"), _status_kib("VmHWM")
-    step(model, batch, L, K, fused, device)
+        before, hwm_before = resident_memory()
+    xdlm_step(model, batch, L, K, fused, device)
     if device == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = _status_kib("VmHWM")
+        peak = resident_memory()[1]
         if peak <= hwm_before:
             raise RuntimeError("the step did not raise the process's peak memory: the measurement is void")
     for h in hooks:
@@ -117,12 +111,12 @@ def memory_case(fields, batch, L, fused, checkpointing, device):
 
 def tokens_per_second(fields, L, device, repeats):
     model = make_model(fields, torch.bfloat16, device, False)
-    step(model, 1, L, K, True, device)  # warm-up
+    xdlm_step(model, 1, L, K, True, device)  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
     for _ in range(repeats):
-        step(model, 1, L, K, True, device)
+        xdlm_step(model, 1, L, K, True, device)
     if device == "cuda":
         torch.cuda.synchronize()
     return repeats * L / (time.perf_counter() - t)
@@ -139,6 +133,15 @@ def predicted_largest_batch(shape, L, fused, budget, max_batch):
     while b <= max_batch and activation_bytes(shape, b, L, 2, fused)["peak"] <= budget:
         best, b = b, b * 2
     return best
+
+
+def run_json(script, *args):
+    """A benchmark of scripts/ in its own process (its memory cannot mix with this one's): its --json output."""
+    proc = subprocess.run([sys.executable, os.path.join(HERE, script), *map(str, args), "--json"],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{script} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
 
 
 def main(argv=None):
@@ -158,7 +161,7 @@ def main(argv=None):
         value = getattr(args, name)
         if value is not None and not value > 0:
             sys.exit(f"--{name} must be positive, got {value}")
-    fields = dict(TINY if args.tiny else LLADA_1B)
+    fields = dict(LLADA_TINY if args.tiny else LLADA_1B)
     L = args.L or (64 if args.tiny else 4096)
     fields["max_sequence_length"] = max(fields["max_sequence_length"], L)
     shape = Shape.from_config(LLaDAConfig(**fields))
@@ -186,27 +189,19 @@ def main(argv=None):
     rows.append(("model TFLOP/s, MFU", "", f"{achieved:.1f}, {mfu}"))
 
     if args.device == "cuda":
-        free = torch.cuda.mem_get_info()[0]
-        held = torch.cuda.memory_allocated()
-        # bench_microbatch keeps weights and accumulated gradients (2 x bf16) besides activations.
-        budget = free + held - 2 * 2 * shape.params()
-    model = make_model(fields, torch.bfloat16, args.device, False)
+        torch.cuda.empty_cache()  # leave the search's process all the memory this one does not hold
+    search = run_json("bench_microbatch.py", "--L", L, "--k", K, "--device", args.device, "--dtype", "bfloat16",
+                      "--max_batch", max_batch, *(["--tiny"] if args.tiny else []))
     for fused in (True, False):
-        measured = largest_batch(model, L, K, fused, args.device, max_batch)
-        model.zero_grad(set_to_none=True)  # an out-of-memory backward leaves gradients behind
-        predicted = predicted_largest_batch(shape, L, fused, budget, max_batch) if args.device == "cuda" else "n/a"
+        measured = search["largest_micro_batch"]["fused" if fused else "reference"]
+        budget = search["activation_budget_bytes"]
+        predicted = predicted_largest_batch(shape, L, fused, budget, max_batch) if budget is not None else "n/a"
         rows.append((f"largest micro-batch (powers of 2 up to {max_batch}), {'fused' if fused else 'reference'} loss",
                      str(predicted), str(measured)))
-    del model
 
     shape_loss = Shape(loss_d, 1, 1, 1, 1, fields["embedding_size"])
-    cmd = [sys.executable, os.path.join(HERE, "bench_loss.py"), "--L", str(loss_L), "--d", str(loss_d),
-           "--N", str(fields["embedding_size"]), "--dtypes", "bfloat16", "--device", args.device, "--repeats", str(repeats),
-           "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"bench_loss.py failed:\n{proc.stderr[-3000:]}")
-    bench = json.loads(proc.stdout)["dtypes"]["bfloat16"]
+    bench = run_json("bench_loss.py", "--L", loss_L, "--d", loss_d, "--N", fields["embedding_size"],
+                     "--dtypes", "bfloat16", "--device", args.device, "--repeats", repeats)["dtypes"]["bfloat16"]
     logits = loss_L * fields["embedding_size"] * 4
     for fused in (True, False):
         # bench_loss counts the transient beyond the inputs and their two gradients.

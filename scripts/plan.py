@@ -4,30 +4,37 @@ a LLaDA model under DeepSpeed ZeRO, from the model's shape alone (nothing runs o
 usage: python scripts/plan.py --model llada-8b --gpus 8 --gpu a100-80gb --block_size 4096 \
            --per_device_train_batch_size 1 --gradient_accumulation_steps 64 [--gradient_checkpointing] \
            [--fused_loss False] [--with_lora] [--mfu 0.4] [--nodes 2]
-       python scripts/plan.py --model path/to/config.json ...      (a LLaDA config.json)
+       python scripts/plan.py --model path/to/config.json ...      (a LLaDA config.json; other configs are refused)
        python scripts/plan.py --paper_table                        (the README's "Will it fit?" table)
 
 Memory is modelled from the ops of modeling_llada.py and xdlm_loss.py (what autograd keeps
 for backward, and the largest temporaries of the loss); tests/test_plan.py checks the count
 against autograd's own saved tensors and the total against measured memory on CPU, and
-scripts/gpu_check.sh against torch.cuda.max_memory_allocated on a GPU.
+scripts/gpu_check.sh against torch.cuda.max_memory_allocated on a GPU. What those checks measure
+is defined here too (xdlm_step, resident_memory), so that no benchmark imports another.
 """
 import argparse
+import inspect
 import json
+import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # the library (modeling_llada, xdlm_loss), imported where needed
+    sys.path.insert(0, ROOT)
 GIB = 2 ** 30
 
-# LLaDA-8B-Base's shape (its config.json), and the ~1.1B shape with LLaDA's vocabulary (the
+# LLaDA-8B-Base's shape (its config.json), the ~1.1B shape with LLaDA's vocabulary (the
 # embedding and head are 0.52B of it) that scripts/bench_microbatch.py and scripts/gpu_check.py
-# run with random weights.
+# run with random weights, and the tiny shape of their smoke runs on CPU (--tiny).
 LLADA_8B = dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
                 embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
 LLADA_1B = dict(d_model=2048, n_layers=12, n_heads=16, n_kv_heads=16, mlp_hidden_size=5632, vocab_size=126464,
                 embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
+LLADA_TINY = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=4096,
+                  embedding_size=4096, max_sequence_length=256, mask_token_id=4000)
 # Dense bf16 tensor-core peak (TFLOP/s, without sparsity) and memory of the GPUs the README plans for.
 GPUS = {
     "a100-40gb": dict(mem_gib=40, tflops=312),
@@ -43,6 +50,22 @@ CONTEXT_GIB = 1.5
 FRAGMENTATION = 0.10
 # Adam in DeepSpeed's mixed precision: float32 master weights (4 bytes) + two float32 moments (8).
 MASTER_BYTES, ADAM_BYTES = 4, 8
+# DeepSpeed's default bucket size (its config documentation; runtime/zero/config.py): what a run
+# gets for reduce_bucket_size or allgather_bucket_size left out of its config, or set to "auto"
+# (DeepSpeed drops "auto" values), except reduce_bucket_size "auto", which the HF Trainer fills
+# with the model's hidden_size^2 before DeepSpeed reads it. overlap_comm defaults to false below ZeRO-3.
+DEEPSPEED_BUCKET_SIZE = 500_000_000
+# Keys of LLaDA-8B-Base's config.json that LLaDAConfig keeps as they came and nothing here reads:
+# OLMo's settings for training and initialisation, none of which changes the shape.
+LLADA_UNREAD_KEYS = frozenset((
+    "alibi_bias_max", "attention_dropout", "attention_layer_norm", "attention_layer_norm_with_affine",
+    "bias_for_layer_norm", "block_group_size", "embedding_dropout", "flash_attention", "init_cutoff_factor",
+    "init_device", "init_fn", "input_emb_norm", "layer_norm_with_affine", "multi_query_attention", "precision",
+    "residual_dropout", "rope_full_precision"))
+# The keys that decide a shape and that LLaDAConfig would otherwise fill with LLaDA-8B's defaults:
+# a config.json must give (one of) each.
+SHAPE_KEYS = (("d_model",), ("n_layers",), ("n_heads",), ("mlp_hidden_size", "mlp_ratio"),
+              ("vocab_size", "embedding_size"))
 
 
 @dataclass
@@ -114,7 +137,7 @@ class Shape:
 
 
 def load_shape(model):
-    """A built-in name (llada-8b, llada-1b) or the path of a LLaDA config.json."""
+    """A built-in name (llada-8b, llada-1b) or the path of a LLaDA config.json (or its folder)."""
     if model == "llada-8b":
         return Shape.from_config(_llada_config(LLADA_8B))
     if model == "llada-1b":
@@ -122,15 +145,87 @@ def load_shape(model):
     path = os.path.join(model, "config.json") if os.path.isdir(model) else model
     if not os.path.isfile(path):
         raise ValueError(f"--model must be llada-8b, llada-1b or a LLaDA config.json (or its folder), got {model!r}")
-    with open(path) as f:
-        return Shape.from_config(_llada_config(json.load(f)))
+    config = read_json_object(path, "--model")
+    if config.get("model_type") != "llada":
+        raise ValueError(f"--model {path}: model_type {config.get('model_type')!r}; the planner plans LLaDA models "
+                         "(model_type 'llada')")
+    unknown = sorted(set(config) - known_config_keys())
+    if unknown:
+        raise ValueError(f"--model {path}: keys the planner does not know: {', '.join(unknown)} (it knows "
+                         "LLaDAConfig's arguments, the keys of LLaDA-8B-Base's config.json and transformers' own)")
+    missing = [" or ".join(group) for group in SHAPE_KEYS if all(config.get(key) is None for key in group)]
+    if missing:
+        raise ValueError(f"--model {path} lacks keys that decide the shape: {', '.join(missing)}")
+    return Shape.from_config(_llada_config(config))
 
 
-def _llada_config(fields):
-    sys.path.insert(0, ROOT)
-    from modeling_llada import LLaDAConfig  # its defaults (mlp_ratio, embedding_size) are LLaDA's
+def known_config_keys():
+    """What a LLaDA config.json may hold: LLaDAConfig's arguments, what transformers writes into
+    every config it saves (and torch_dtype, the name transformers 4 wrote the dtype under), and
+    the keys of LLaDA-8B-Base's config.json that nothing here reads."""
+    from modeling_llada import LLaDAConfig
 
-    return LLaDAConfig(**fields)
+    arguments = set(inspect.signature(LLaDAConfig.__init__).parameters) - {"self", "kwargs"}
+    return arguments | set(LLaDAConfig().to_dict()) | {"torch_dtype"} | LLADA_UNREAD_KEYS
+
+
+def _llada_config(config):
+    from modeling_llada import LLaDAConfig  # its derived fields (n_kv_heads, mlp_hidden_size, embedding_size)
+
+    return LLaDAConfig(**config)
+
+
+def read_json_object(path, flag):
+    """The JSON object in the file the flag names; a missing, unreadable, empty or non-JSON file,
+    or one that holds no object, is a ValueError naming the flag and the file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{flag} {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if not text.strip():
+        raise ValueError(f"{flag} {path} is empty; it must hold a JSON object")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag} {path} is not JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} {path} must hold a JSON object, not a {type(value).__name__}")
+    return value
+
+
+def zero_settings(ds_config, path, hidden_size):
+    """reduce_bucket_size, allgather_bucket_size and overlap_comm as a training run gets them from
+    the DeepSpeed config ds_config (read from path), and a note for each that the file leaves to
+    a default or to "auto"."""
+    zero = ds_config.get("zero_optimization", {})
+    if not isinstance(zero, dict):
+        raise ValueError(f"--deepspeed {path}: zero_optimization must be a JSON object, got {zero!r}")
+    settings, notes = {}, []
+    for key in ("reduce_bucket_size", "allgather_bucket_size", "overlap_comm"):
+        value = zero.get(key, "auto")
+        given = '"auto"' if key in zero else "not given"
+        if key == "overlap_comm" and value == "auto":
+            settings[key] = False
+            notes.append(f"{key} {given}: false (DeepSpeed's default below ZeRO-3)")
+        elif key == "reduce_bucket_size" and value == "auto" and key in zero:
+            settings[key] = hidden_size ** 2
+            notes.append(f'{key} "auto": {settings[key]:,} (d_model^2: the HF Trainer fills "auto" with hidden_size^2)')
+        elif value == "auto":
+            settings[key] = DEEPSPEED_BUCKET_SIZE
+            notes.append(f"{key} {given}: {settings[key]:,} (DeepSpeed's default)")
+        elif key == "overlap_comm":
+            if not isinstance(value, bool):
+                raise ValueError(f'--deepspeed {path}: zero_optimization.{key} must be true, false or "auto", '
+                                 f"got {value!r}")
+            settings[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < math.inf \
+                    or value != int(value):
+                raise ValueError(f'--deepspeed {path}: zero_optimization.{key} must be a positive integer or "auto", '
+                                 f"got {value!r}")
+            settings[key] = int(value)
+    return settings, [f"--deepspeed {path}: {note}" for note in notes]
 
 
 # ---------------------------------------------------------------------------
@@ -258,6 +353,54 @@ def flops_per_token(shape, L, lora_r=0):
 
 
 # ---------------------------------------------------------------------------
+# What the checks of these counts measure (scripts/gpu_check.py, bench_microbatch.py, bench_loss.py)
+# ---------------------------------------------------------------------------
+
+def xdlm_step(model, batch, L, k, fused, device, seed=0):
+    """One forward + backward of XDLM training on a random batch (fixed by seed): the step whose
+    memory activation_bytes counts and whose FLOPs flops_per_token counts. Returns the loss."""
+    import torch
+
+    from xdlm_loss import corrupt, linear_xdlm_loss, stratified_mask_rate, xdlm_loss
+
+    cfg = model.config
+    g = torch.Generator(device=device).manual_seed(seed)
+    ids = torch.randint(0, cfg.mask_token_id, (batch, L), device=device, generator=g)
+    u = torch.rand(1, generator=g, device=device)  # one offset: the batch's mask rates spread evenly
+    alpha = 1 - stratified_mask_rate(u, torch.arange(batch, device=device), batch)
+    noisy = corrupt(ids, alpha, k, cfg.mask_token_id, cfg.embedding_size, generator=g)
+    if fused:
+        loss = linear_xdlm_loss(model.final_hidden(noisy), model.output_head_weight, noisy, ids, alpha, k,
+                                cfg.mask_token_id) / noisy.numel()
+    else:
+        loss = xdlm_loss(model(noisy).logits, noisy, ids, alpha, k, cfg.mask_token_id).mean()
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def resident_memory():
+    """(current, peak) resident bytes of this process: VmRSS and VmHWM of /proc/self/status
+    (Linux). The peak is the process's lifetime one: measure in a fresh process (gpu_check.py
+    forks one per step) or reset it first (reset_peak_resident_memory)."""
+    found = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) * 1024
+    if len(found) != 2:
+        raise RuntimeError("no VmRSS/VmHWM in /proc/self/status: measuring CPU memory needs Linux")
+    return found["VmRSS"], found["VmHWM"]
+
+
+def reset_peak_resident_memory():
+    """Linux: writing 5 to /proc/self/clear_refs sets the peak (VmHWM) to the current size."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+# ---------------------------------------------------------------------------
 # The whole GPU: weights, ZeRO-partitioned optimizer state, buckets, activations, overhead
 # ---------------------------------------------------------------------------
 
@@ -284,21 +427,27 @@ class Plan:
     overlap_comm: bool = True
 
     def __post_init__(self):
-        for name in ("gpus", "nodes", "block_size", "per_device_train_batch_size", "gradient_accumulation_steps",
-                     "max_steps", "lora_r", "reduce_bucket_size", "allgather_bucket_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
-        for name in ("gpu_mem_gib", "gpu_tflops"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name} must be positive, got {getattr(self, name)!r}")
+        self.check_settings({f.name: getattr(self, f.name) for f in fields(self) if f.name != "shape"})
         limit = self.shape.max_sequence_length
         if limit is not None and self.block_size > limit:
             raise ValueError(f"--block_size {self.block_size} exceeds the model's max_sequence_length {limit}")
-        if self.zero not in (0, 1, 2):
-            raise ValueError(f"--zero must be 0, 1 or 2 (DeepSpeed ZeRO stage), got {self.zero!r}")
-        if not 0 < self.mfu <= 1:
-            raise ValueError(f"--mfu must lie in (0, 1], got {self.mfu!r}")
+
+    @staticmethod
+    def check_settings(settings):
+        """Each of a run's settings (field name: value) against what it allows, the shape aside, so
+        that the command line is checked before any file is read: a ValueError naming the flag."""
+        for name, value in settings.items():
+            if name in ("gpus", "nodes", "block_size", "per_device_train_batch_size", "gradient_accumulation_steps",
+                        "max_steps", "lora_r", "reduce_bucket_size", "allgather_bucket_size"):
+                if not isinstance(value, int) or value < 1:
+                    raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+            elif name in ("gpu_mem_gib", "gpu_tflops"):
+                if not 0 < value < math.inf:
+                    raise ValueError(f"--{name} must be a positive finite number, got {value!r}")
+            elif name == "zero" and value not in (0, 1, 2):
+                raise ValueError(f"--zero must be 0, 1 or 2 (DeepSpeed ZeRO stage), got {value!r}")
+            elif name == "mfu" and not 0 < value <= 1:
+                raise ValueError(f"--mfu must lie in (0, 1], got {value!r}")
 
     @property
     def world(self):
@@ -369,7 +518,8 @@ class Plan:
         return self.flops_per_step() * recompute / (self.world * self.gpu_tflops * 1e12 * self.mfu)
 
 
-def report(plan):
+def report(plan, notes=()):
+    """The plan as text; notes (what a file left to a default) end it."""
     rows, peak, _ = plan.memory()
     b = plan.per_device_train_batch_size
     lines = [f"{plan.world} GPUs ({plan.nodes} node(s) x {plan.gpus}) of {plan.gpu_mem_gib:g} GiB, "
@@ -386,7 +536,7 @@ def report(plan):
               f"tokens per optimizer step: {plan.tokens_per_step():,}",
               f"FLOPs per step: {plan.flops_per_step():.3e}",
               f"step time at MFU {plan.mfu:g}: {step:.1f} s; {plan.max_steps} steps: {step * plan.max_steps / 3600:.1f} h"]
-    return "\n".join(lines)
+    return "\n".join(lines + list(notes))
 
 
 def paper_table(mfu=0.4):
@@ -435,32 +585,42 @@ def main(argv=None):
     ap.add_argument("--lora_r", type=int, default=16)
     ap.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation (see README)")
     ap.add_argument("--deepspeed", default=os.path.join(ROOT, "ds_zero2_bf16_config_simp.json"),
-                    help="DeepSpeed config whose bucket sizes to use")
+                    help="DeepSpeed config whose bucket sizes and overlap_comm to use (\"auto\" or left out: as the "
+                         "run gets them; the output says which)")
     ap.add_argument("--paper_table", action="store_true", help="print the README's table and exit")
     args = ap.parse_args(argv)
-    if args.paper_table:
-        print(paper_table(args.mfu))
-        return
     try:
-        print(report(make_plan(args)))
-    except ValueError as e:  # bad input: one line naming the flag, no traceback
+        if args.paper_table:
+            Plan.check_settings({"mfu": args.mfu})
+            defaults = vars(ap.parse_args([]))
+            ignored = [name for name, value in vars(args).items() if name not in ("paper_table", "mfu")
+                       and value != defaults[name]]
+            if ignored:
+                raise ValueError(f"--paper_table prints the paper's fixed settings and takes only --mfu; got "
+                                 f"{', '.join('--' + name for name in ignored)}")
+            print(paper_table(args.mfu))
+            return
+        print(report(*make_plan(args)))
+    except ValueError as e:  # bad input: one line naming the flag or file, no traceback
         sys.exit(f"plan.py: {e}")
 
 
 def make_plan(args):
-    with open(args.deepspeed) as f:
-        zero_cfg = json.load(f).get("zero_optimization", {})
+    """The command line's Plan and the notes on its DeepSpeed settings, checked in order of cost:
+    the numbers, then the files."""
     gpu = GPUS[args.gpu]
-    return Plan(load_shape(args.model), gpus=args.gpus, nodes=args.nodes,
-                gpu_mem_gib=args.gpu_mem_gib if args.gpu_mem_gib is not None else gpu["mem_gib"],
-                gpu_tflops=args.gpu_tflops if args.gpu_tflops is not None else gpu["tflops"],
-                block_size=args.block_size, per_device_train_batch_size=args.per_device_train_batch_size,
-                gradient_accumulation_steps=args.gradient_accumulation_steps, max_steps=args.max_steps,
-                zero=args.zero, fused_loss=args.fused_loss, gradient_checkpointing=args.gradient_checkpointing,
-                with_lora=args.with_lora, lora_r=args.lora_r, mfu=args.mfu,
-                reduce_bucket_size=int(zero_cfg.get("reduce_bucket_size", 200_000_000)),
-                allgather_bucket_size=int(zero_cfg.get("allgather_bucket_size", 200_000_000)),
-                overlap_comm=bool(zero_cfg.get("overlap_comm", True)))
+    settings = dict(gpus=args.gpus, nodes=args.nodes,
+                    gpu_mem_gib=args.gpu_mem_gib if args.gpu_mem_gib is not None else gpu["mem_gib"],
+                    gpu_tflops=args.gpu_tflops if args.gpu_tflops is not None else gpu["tflops"],
+                    block_size=args.block_size, per_device_train_batch_size=args.per_device_train_batch_size,
+                    gradient_accumulation_steps=args.gradient_accumulation_steps, max_steps=args.max_steps,
+                    zero=args.zero, fused_loss=args.fused_loss, gradient_checkpointing=args.gradient_checkpointing,
+                    with_lora=args.with_lora, lora_r=args.lora_r, mfu=args.mfu)
+    Plan.check_settings(settings)
+    ds_config = read_json_object(args.deepspeed, "--deepspeed")
+    shape = load_shape(args.model)
+    zero, notes = zero_settings(ds_config, args.deepspeed, shape.d_model)
+    return Plan(shape, **settings, **zero), notes
 
 
 if __name__ == "__main__":

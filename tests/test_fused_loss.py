@@ -233,6 +233,6 @@ def test_microbatch_benchmark_checks_parity_and_finds_the_largest_batch(monkeypa
             if batch > fits:
                 raise torch.OutOfMemoryError("simulated")
 
-        monkeypatch.setattr(bench_microbatch, "step", fake_step)
+        monkeypatch.setattr(bench_microbatch, "xdlm_step", fake_step)
         assert bench_microbatch.largest_batch(None, 8, 0.1, True, "cpu", max_batch=64) == want
         assert tried == tries
