@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import torch
 from safetensors import safe_open
+from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def run_identity(model_args, data_args, xdlm_args, training_args):
     on resume: logging, save and evaluation cadence, dataloader workers, reporting, --max_steps
     for a schedule that does not depend on it (constant, constant_with_warmup: raise it to train
     on), precision flags and DeepSpeed's config. The world size is recorded but only warned about
-    (the global batch and the noise streams change; checkpoints are meant to survive it)."""
+    (the global batch changes; checkpoints are meant to survive it)."""
     identity = {
         "training_method": xdlm_args.training_method, "k": xdlm_args.k, "stratified_t": xdlm_args.stratified_t,
         "mask_token_id": xdlm_args.mask_token_id,
@@ -273,7 +274,7 @@ def check_same_run(checkpoint, identity, world_size, explicit):
         raise ValueError(f"{checkpoint} belongs to a run with other settings:\n{lines}\n{ways[0].upper() + ways[1:]}")
     if recorded.get("world_size") not in (None, world_size):
         logger.warning(f"{checkpoint} was written by {recorded['world_size']} processes, resumed by {world_size}: "
-                       "the global batch and the training noise change from here")
+                       "the global batch (world size x per-device batch x accumulation steps) changes from here")
 
 
 def _differs(old, new):
@@ -320,12 +321,30 @@ class NonFiniteTraining(RuntimeError):
     """Training stopped at a non-finite loss or gradient norm; nothing was saved from that state."""
 
 
+class LastLoggedStep(TrainerCallback):
+    """The optimizer step at which the training loss was last logged, or training (re)started:
+    the loss the Trainer hands its logging hook is summed over the steps since."""
+    step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.step = state.global_step
+
+
 class CheckpointingMixin:
-    """What checkpointing needs of the Trainer, and the only code here that overrides or calls
-    its private methods and state (_save_checkpoint, _maybe_log_save_evaluate,
-    _globalstep_last_logged, _get_output_dir, _save_rng_state, _load_rng_state,
-    _load_from_checkpoint): checked against transformers 5.24.0. The class using it sets self.noise_generator, the training noise's generator, saved
-    and restored per process, and self.run_identity, written into every checkpoint."""
+    """What checkpointing needs of the Trainer. The only code here that touches its private
+    surface: it overrides _save_checkpoint and _maybe_log_save_evaluate, calls
+    _load_from_checkpoint, and lowers args.save_total_limit around the Trainer's own save (whose
+    rotation reads it); checked against transformers 5.24.0, and their signatures pinned by
+    tests/test_resume.py. The class using it sets self.run_identity, written into every checkpoint."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_logged = LastLoggedStep()
+        self.add_callback(self.last_logged)
 
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
         # Called after every optimizer step, before its logging and saving.
@@ -344,9 +363,9 @@ class CheckpointingMixin:
             bad = self.accelerator.reduce(bad, reduction="sum")
         if not bad.item():
             return
-        steps = self.state.global_step - self._globalstep_last_logged
+        steps = self.state.global_step - self.last_logged.step
         self.log({"loss": tr_loss.sum().item() / max(steps, 1), "grad_norm": norm})  # as they are: nan shows as nan
-        complete = [c for c in checkpoints_in(self._get_output_dir(trial=None)) if is_complete(c)]
+        complete = [c for c in checkpoints_in(self.args.output_dir) if is_complete(c)]
         last = (f"the last complete checkpoint is {complete[-1]}: relaunching the same command resumes from it and "
                 "repeats these steps exactly" if complete else "no complete checkpoint was written before it")
         raise NonFiniteTraining(
@@ -360,7 +379,7 @@ class CheckpointingMixin:
         # The Trainer writes the model, optimizer, RNG states and trainer_state.json, then deletes
         # checkpoints beyond save_total_limit. Deleting waits here until the new checkpoint is
         # complete on every process and marked so: a kill at any moment leaves a complete one.
-        run_dir = self._get_output_dir(trial=trial)
+        run_dir = self.args.output_dir
         folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
@@ -390,21 +409,6 @@ class CheckpointingMixin:
             shutil.rmtree(folder, ignore_errors=True)
             logger.error(f"removed {folder}: the save of step {self.state.global_step} failed ({type(error).__name__}), "
                          f"and a folder without its {CHECKPOINT_COMPLETE} file is our unfinished write, not a checkpoint")
-
-    def _save_rng_state(self, output_dir):
-        super()._save_rng_state(output_dir)
-        torch.save(self.noise_generator.get_state(), os.path.join(output_dir, f"noise_rng_state_{self.args.process_index}.pth"))
-
-    def _load_rng_state(self, checkpoint):
-        super()._load_rng_state(checkpoint)
-        if checkpoint is None:
-            return
-        path = os.path.join(checkpoint, f"noise_rng_state_{self.args.process_index}.pth")
-        if os.path.isfile(path):
-            self.noise_generator.set_state(torch.load(path, weights_only=True))
-        else:
-            logger.warning(f"{path} not found (saved by another world size?): the noise continues from this "
-                           "process's initial seed and differs from an uninterrupted run's")
 
     def train_and_save(self, checkpoint, with_lora, tokenizer):
         """Train from `checkpoint` (None: from the start) to --max_steps and write the final

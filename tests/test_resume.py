@@ -230,3 +230,45 @@ def test_a_relaunch_after_the_last_checkpoint_trains_no_step_past_max_steps(tmp_
     assert weights.keys() == ref.keys()
     for name in ref:
         torch.testing.assert_close(weights[name], ref[name], rtol=0, atol=0)
+
+
+# The Trainer's private surface that checkpointing and the loss rely on (checkpoints.CheckpointingMixin,
+# xdlm_trainer.XDLMTrainer), as transformers 5.24.0 has it. An upgrade that changes it can break resume
+# silently (an override never called again, an argument shifted), so it is pinned here.
+OVERRIDES = {"_maybe_log_save_evaluate", "_save_checkpoint", "compute_loss", "prediction_step", "evaluate",
+             "get_decay_parameter_names"}
+CALLED = {"_load_from_checkpoint": ("self", "resume_from_checkpoint")}  # private methods we call: leading parameters
+RECHECK = ("transformers changed the Trainer surface this run relies on. Recheck, in transformers' trainer.py, "
+           "_save_checkpoint (what it writes, that it rotates checkpoints by args.save_total_limit), "
+           "_maybe_log_save_evaluate (called after every optimizer step with the loss summed since the last log), "
+           "_load_from_checkpoint and training_step's use of model_accepts_loss_kwargs; adapt "
+           "checkpoints.CheckpointingMixin and XDLMTrainer, run tests/test_resume.py in full (its slow tests kill "
+           "and resume runs), then move the pin in requirements.txt")
+
+
+def test_the_trainer_hooks_the_run_overrides_or_calls_keep_their_signatures():
+    import inspect
+
+    import transformers.trainer
+
+    from checkpoints import CheckpointingMixin
+
+    Trainer = transformers.Trainer
+    ours = {name for cls in (CheckpointingMixin, llada_cpt.XDLMTrainer) for name, f in vars(cls).items()
+            if callable(f) and name != "__init__" and hasattr(Trainer, name)}
+    assert ours == OVERRIDES, f"methods of ours that override the Trainer's: {sorted(ours)}; {RECHECK}"
+    source = inspect.getsource(transformers.trainer)
+    for name in OVERRIDES:
+        mine = next(vars(c)[name] for c in llada_cpt.XDLMTrainer.__mro__ if name in vars(c))
+        params = inspect.signature(mine).parameters.values()
+        named = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        catch_all = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+        theirs = list(inspect.signature(getattr(Trainer, name)).parameters)
+        assert (theirs[:len(named)] if catch_all else theirs) == named, f"{name}{theirs}, ours {named}; {RECHECK}"
+        if name.startswith("_"):
+            assert f"self.{name}(" in source, f"the Trainer no longer calls {name}; {RECHECK}"
+    for name, leading in CALLED.items():
+        theirs = tuple(inspect.signature(getattr(Trainer, name)).parameters)
+        assert theirs[:len(leading)] == leading, f"{name}{theirs}; {RECHECK}"
+    assert "save_total_limit=self.args.save_total_limit" in inspect.getsource(Trainer._save_checkpoint), RECHECK
+    assert "self.model_accepts_loss_kwargs" in inspect.getsource(Trainer.training_step), RECHECK

@@ -69,6 +69,30 @@ def test_a_diverging_run_stops_naming_the_step_and_the_last_checkpoint_and_saves
         assert all(torch.isfinite(w).all() for w in load_file(os.path.join(out, f"checkpoint-{s}", "model.safetensors")).values())
 
 
+def test_a_divergence_between_logs_logs_the_mean_loss_of_the_steps_since_the_last_log(tmp_path, text_file, llada_dir,
+                                                                                      monkeypatch):
+    """Logged every 3 steps; the 5th step's gradient is inf while its loss is finite: the stop logs
+    the mean training loss of steps 4 and 5, as the Trainer's own log would have."""
+    seen, real = {}, llada_cpt.XDLMTrainer.compute_loss
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        loss = real(self, model, inputs, *args, **kwargs)
+        seen.setdefault("trainer", self)
+        seen[self.state.global_step + 1] = loss.item()
+        if self.state.global_step + 1 == 5:
+            weight = next(p for p in model.parameters() if p.requires_grad)
+            weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+        return loss
+
+    monkeypatch.setattr(llada_cpt.XDLMTrainer, "compute_loss", compute_loss)
+    with pytest.raises(NonFiniteTraining, match="diverged at step 5: .*gradient norm inf"):
+        llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, text_file, "--max_steps", "6", "--logging_steps", "3",
+                                 "--save_strategy", "no"))
+    logged = [e for e in seen["trainer"].state.log_history if "loss" in e]
+    assert [e["step"] for e in logged] == [3, 5]
+    assert logged[-1]["loss"] == pytest.approx((seen[4] + seen[5]) / 2, rel=1e-6)
+
+
 # --- 2. run identity ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
