@@ -27,7 +27,7 @@ from transformers import AutoModel, AutoTokenizer, HfArgumentParser, TrainingArg
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
 from checkpoints import check_source_is_not_destination, output_dir_claimed, prepare_output_dir, run_identity
-from data import LOCAL_FILE_FORMATS, builder_for, training_and_validation_blocks
+from data import LOCAL_FILE_FORMATS, STREAMED_VALIDATION_TEXTS, builder_for, training_and_validation_blocks
 from model_config import config_file, load_config, max_length, model_vocab_size, resolve_mask_id
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 from xdlm_trainer import LOSS_CURVE_WINDOW, OBJECTIVES, XDLMTrainer, plot_loss_curve, set_wandb_defaults
@@ -104,8 +104,8 @@ class DataTrainingArguments:
     dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Dataset configuration, e.g. sample-10BT."})
     train_file: Optional[str] = field(default=None, metadata={"help": f"Local training file: {LOCAL_FILE_FORMATS}."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Local validation file, same formats."})
-    validation_split_percentage: int = field(default=5, metadata={"help": "Percent of train used for validation when there is no validation split."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Cap on validation blocks, a seeded random sample of them (streaming: texts held out from the stream's start, default 256)."})
+    validation_split_percentage: int = field(default=5, metadata={"help": "Percent of train cut out for validation when there is no validation split, with or without --do_eval, so that the training data does not depend on it (streaming: --max_eval_samples texts are held out instead); 0: none."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": f"Cap on validation blocks, a seeded random sample of them (streaming without a validation split: the texts held out from the stream's start, with or without --do_eval, default {STREAMED_VALIDATION_TEXTS})."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Cap on training blocks (non-streaming)."})
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it whole."})
     block_size: Optional[int] = field(default=None, metadata={"help": "Training sequence length; texts are packed into blocks of this many tokens. Default: min(model max, 4096)."})
@@ -180,7 +180,7 @@ class XDLMArguments:
 @dataclass
 class XDLMTrainingArguments(TrainingArguments):
     """The Trainer's arguments, with this script's defaults and checks."""
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh: earlier checkpoint-* folders in output_dir are moved to output_dir/previous-<time>/ (nothing is deleted). Without it, training resumes from the last complete checkpoint."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh: the previous run in output_dir (its checkpoint-* folders, final model and records) is moved to output_dir/previous-<time>/ before anything trains (nothing is deleted). Without it, training resumes from the last complete checkpoint."})
     use_cpu: Optional[bool] = field(default=None, metadata={"help": "Train on the CPU. Default: True when no GPU is visible (only then do DeepSpeed and the Trainer agree on the world size)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: the loss reads the prompt_mask data column."})
     logging_nan_inf_filter: bool = field(default=False, metadata={"help": "Must stay False: losses are logged as they are, and training stops at the first non-finite loss or gradient norm."})

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 import llada_cpt
@@ -149,7 +150,8 @@ def test_zero2_two_processes_killed_while_writing_a_checkpoint_resume_exactly(
             "--dataset_name", data, "--dataset_config_name", "sample-10BT", "--streaming", "--block_size", "64",
             "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "2", "--do_train",
             "--output_dir", "out", "--max_steps", "5", "--save_steps", "2", "--logging_steps", "1",
-            "--report_to", "none", "--learning_rate", "1e-3", "--seed", "5", "--plot_loss", "False"]
+            "--report_to", "none", "--learning_rate", "1e-3", "--seed", "5", "--plot_loss", "False",
+            "--max_eval_samples", "8"]  # held out from the stream's start (default 256: more than these 40 texts)
     torchrun = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2"]
     ref, run = tmp_path / "uninterrupted", tmp_path / "killed"
     ref.mkdir(), run.mkdir()
@@ -200,6 +202,43 @@ def test_overwrite_output_dir_moves_earlier_checkpoints_aside_and_deletes_nothin
         assert (previous[0] / f"checkpoint-{step}" / "weights.bin").read_bytes() == bytes([step]) * 100
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
     assert (out / "checkpoint-1" / CHECKPOINT_COMPLETE).exists()
+
+
+def test_overwrite_output_dir_moves_the_previous_run_aside_before_anything_trains(tmp_path, text_file, llada_dir,
+                                                                                 monkeypatch):
+    """Everything a run leaves at the top of its folder, as real runs wrote it here (a full run with
+    evaluation and its loss curve; then a LoRA run), goes with its checkpoints into one
+    previous-<time>/ before the next run trains: from then on the folder no longer loads as the old
+    model, and each previous run loads from its own folder."""
+    out = tmp_path / "out"
+    argv = one_process_argv(text_file, llada_dir, "--max_steps", "1", "--save_steps", "1",
+                            "--gradient_accumulation_steps", "1", "--overwrite_output_dir")
+    argv[argv.index("out")] = str(out)
+
+    def left(exclude=()):
+        return {name for name in os.listdir(out) if name != "run.lock" and name not in exclude}
+
+    llada_cpt.main(argv + ["--do_eval", "--max_eval_samples", "4", "--eval_mask_rates", "2", "--plot_loss", "True"])
+    full = left()
+    assert {"model.safetensors", "all_results.json", "loss_curve.png", "checkpoint-1"} <= full, full
+    llada_cpt.main(argv + ["--with_lora", "--lora_r", "4"])
+    (first,) = [name for name in os.listdir(out) if name.startswith("previous-")]
+    assert set(os.listdir(out / first)) == full
+    lora = left(exclude={first})
+    assert {"adapter", "model.safetensors", "checkpoint-1"} <= lora, lora
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before the data and the model")
+
+    monkeypatch.setattr(llada_cpt, "training_and_validation_blocks", stop)
+    with pytest.raises(RuntimeError, match="stopped before"):
+        llada_cpt.main(argv)
+    (second,) = left(exclude={first})
+    assert second.startswith("previous-") and set(os.listdir(out / second)) == lora
+    with pytest.raises((OSError, ValueError)):  # no config, no weights
+        transformers.AutoModel.from_pretrained(str(out))
+    for previous in (first, second):
+        assert transformers.AutoModel.from_pretrained(str(out / previous)).config.model_type == "llada"
 
 
 def test_an_incomplete_checkpoint_named_by_resume_from_checkpoint_is_refused(tmp_path, text_file, llada_dir, monkeypatch):

@@ -79,7 +79,8 @@ def test_paper_script_trains_under_zero2_with_two_processes(tmp_path, corpus_tex
     data = write_fineweb_like(str(tmp_path / "fineweb-edu"), corpus_texts[:60])
     out = tmp_path / "checkpoints"
     cmd = ["bash", os.path.join(ROOT, "scripts", "train_llada_xdlm.sh"), "--block_size", "128",
-           "--gradient_accumulation_steps", "2", "--max_steps", "5", "--save_steps", "1", "--logging_steps", "1"]
+           "--gradient_accumulation_steps", "2", "--max_steps", "5", "--save_steps", "1", "--logging_steps", "1",
+           "--max_eval_samples", "8"]  # texts held out from the stream's start (default 256: more than these 60)
     env = dict(LLADA=llada_dir, DATA=data, OUT=str(out), NUM_GPUS="2", MASTER_PORT=str(free_port()),
                WANDB_DIR=str(tmp_path), TORCH_EXTENSIONS_DIR=os.path.join(ROOT, ".torch_extensions"))
     log = run(cmd, cwd=str(tmp_path), **env)
