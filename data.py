@@ -94,7 +94,12 @@ def _readme_declares_configs(folder):
     return any(line.startswith("configs:") for line in header.splitlines())
 
 
+STREAMED_VALIDATION_TEXTS = 256  # held out from the start of a stream without a validation split (--max_eval_samples)
+
+
 def load_raw_datasets(data_args, model_args, seed, need_validation):
+    """The raw splits: train, and validation (the data's own, --validation_file, or cut from train);
+    the text columns checked (validation's only when need_validation)."""
     hub = dict(cache_dir=model_args.cache_dir, token=model_args.token, streaming=data_args.streaming)
     if data_args.dataset_name:
         raw = None
@@ -109,7 +114,14 @@ def load_raw_datasets(data_args, model_args, seed, need_validation):
         builders = {builder_for(f) for f in files.values()}
         if len(builders) > 1:
             raise ValueError(f"--train_file and --validation_file must have the same format, got {sorted(files.values())}")
-        raw = datasets.load_dataset(builders.pop(), data_files=files, **hub)
+        builder = builders.pop()
+        try:
+            raw = datasets.load_dataset(builder, data_files=files, **hub)
+        except datasets.exceptions.DatasetGenerationError as error:
+            if builder == "json":  # Arrow reads a column as one type: name the row that breaks it
+                for split, path in files.items():
+                    check_json_types(path, data_args, split)
+            raise ValueError(f"{' and '.join(files.values())} could not be read: {error.__cause__ or error}") from None
     if "train" not in raw:
         raise ValueError(f"the dataset has no 'train' split (splits: {', '.join(raw.keys())})")
     if not data_args.streaming:  # before a validation split reorders the rows
@@ -119,13 +131,15 @@ def load_raw_datasets(data_args, model_args, seed, need_validation):
             source = (f"--{split}_file {getattr(data_args, split + '_file')}" if not data_args.dataset_name
                       else f"--dataset_name {data_args.dataset_name}, split {split}")
             check_text_columns(ds, columns_read(ds.column_names, data_args, split), source)
-    if "validation" not in raw and need_validation:
+    if "validation" not in raw and data_args.validation_split_percentage > 0:
+        # Cut whether or not this run evaluates, so that the training data does not depend on --do_eval (a
+        # relaunch that adds it continues the same stream), as run_clm.py does.
         if data_args.streaming:
             # Hold out the first texts of the stream for validation.
-            n = data_args.max_eval_samples or 256
+            n = data_args.max_eval_samples or STREAMED_VALIDATION_TEXTS
             raw["validation"] = raw["train"].take(n)
             raw["train"] = raw["train"].skip(n)
-        elif data_args.validation_split_percentage > 0 and len(raw["train"]) > 1:
+        elif len(raw["train"]) > 1:
             split = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
             raw["train"], raw["validation"] = split["train"], split["test"]
     return raw
@@ -158,6 +172,56 @@ def check_text_columns(ds, columns, source):
         if values.null_count:
             row = pc.index(pc.is_null(values), True).as_py()
             raise ValueError(f"{source}: row {row + 1} (counting from 1), column {col!r}: expected text (a string), got null")
+
+
+def json_kind(value):
+    """A JSON value's type, as an error message names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {str: "text (a string)", int: "a number", float: "a number", list: "a list"}.get(type(value), "an object")
+
+
+def json_rows(path):
+    """The rows of a JSON Lines file one by one, up to a line that is not JSON; or of a file holding one
+    JSON list of rows."""
+    with open(path, encoding="utf-8") as f:
+        is_list = f.read(4096).lstrip().startswith("[")
+        f.seek(0)
+        try:
+            if is_list:
+                yield from json.load(f)
+                return
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+        except json.JSONDecodeError:
+            return  # the generic error (Arrow's) names it
+
+
+def check_json_types(path, data_args, split):
+    """For a JSON file Arrow refused: the first value tokenization reads that is not a string, else the
+    first value whose type differs from the values before it in its column (Arrow reads a column as
+    one type), as a ValueError naming the file, row and column; nothing if the file shows neither."""
+    source = f"--{split}_file {path}"
+    read, kinds = None, {}
+    for i, row in enumerate(json_rows(path)):
+        if not isinstance(row, dict):
+            raise ValueError(f"{source}: row {i + 1} (counting from 1) is {json_kind(row)}, not an object of columns")
+        read = read or columns_read(list(row), data_args, split)
+        for col, value in row.items():
+            kind = json_kind(value)
+            if col in read:
+                expected = "text (a string)"
+            elif kind == "null":
+                continue  # a null fits a column of any type
+            else:
+                expected = kinds.setdefault(col, kind)
+            if kind != expected:
+                shown = "null" if value is None else repr(value)
+                raise ValueError(f"{source}: row {i + 1} (counting from 1), column {col!r}: expected {expected}"
+                                 f"{'' if col in read else ' (as in the rows before)'}, got {shown}")
 
 
 def first_row(ds, what):
@@ -243,7 +307,11 @@ def training_and_validation_blocks(data_args, model_args, tokenizer, block_size,
             train_dataset = train_dataset.select(range(min(len(train_dataset), data_args.max_train_samples)))
         if data_args.streaming:  # the same seed gives a resumed run the same order of blocks
             train_dataset = train_dataset.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
-        first_row(train_dataset, f"training (no block of {block_size} tokens; texts too short for --block_size?)")
+        held_out = (f"; or --max_eval_samples (default {STREAMED_VALIDATION_TEXTS}) reaches past the stream's "
+                    "texts, which a stream without a validation split holds out from its start (none with "
+                    "--validation_split_percentage 0)") if data_args.streaming else ""
+        first_row(train_dataset, f"training (no block of {block_size} tokens; texts too short for --block_size?"
+                                 f"{held_out})")
         if not data_args.streaming:
             logger.info(f"{len(train_dataset)} training blocks of {block_size} tokens (from {len(raw['train'])} rows)")
     if training_args.do_eval:

@@ -27,7 +27,7 @@ from transformers import AutoModel, AutoTokenizer, HfArgumentParser, TrainingArg
 
 import modeling_llada  # noqa: F401  (registers model_type "llada" with the Auto classes)
 from checkpoints import check_source_is_not_destination, output_dir_claimed, prepare_output_dir, run_identity
-from data import LOCAL_FILE_FORMATS, builder_for, training_and_validation_blocks
+from data import LOCAL_FILE_FORMATS, STREAMED_VALIDATION_TEXTS, builder_for, training_and_validation_blocks
 from model_config import config_file, load_config, max_length, model_vocab_size, resolve_mask_id
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 from xdlm_trainer import LOSS_CURVE_WINDOW, OBJECTIVES, XDLMTrainer, plot_loss_curve, set_wandb_defaults
@@ -104,8 +104,8 @@ class DataTrainingArguments:
     dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Dataset configuration, e.g. sample-10BT."})
     train_file: Optional[str] = field(default=None, metadata={"help": f"Local training file: {LOCAL_FILE_FORMATS}."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Local validation file, same formats."})
-    validation_split_percentage: int = field(default=5, metadata={"help": "Percent of train used for validation when there is no validation split."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Cap on validation blocks, a seeded random sample of them (streaming: texts held out from the stream's start, default 256)."})
+    validation_split_percentage: int = field(default=5, metadata={"help": "Percent of train cut out for validation when there is no validation split, with or without --do_eval, so that the training data does not depend on it (streaming: --max_eval_samples texts are held out instead); 0: none."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": f"Cap on validation blocks, a seeded random sample of them (streaming without a validation split: the texts held out from the stream's start, with or without --do_eval, default {STREAMED_VALIDATION_TEXTS})."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Cap on training blocks (non-streaming)."})
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it whole."})
     block_size: Optional[int] = field(default=None, metadata={"help": "Training sequence length; texts are packed into blocks of this many tokens. Default: min(model max, 4096)."})
@@ -148,7 +148,7 @@ class XDLMArguments:
     training_method: str = field(default="xdm", metadata={"help": "; ".join(f"{name}: {o.help}" for name, o in OBJECTIVES.items())})
     xdlm_k: Optional[float] = field(default=None, metadata={"help": "XDLM mixing ratio k in [0, 1] (default 0.1): 0 is masking only, 1 uniform noise only. xdm only."})
     mask_token_id: Optional[int] = field(default=None, metadata={"help": "Mask id; default: from the model config and tokenizer (LLaDA: 126336)."})
-    fused_loss: Optional[bool] = field(default=None, metadata={"help": "xdm/mdm with the native model: compute the output head and the loss together in chunks, never holding the [B, L, N] logits (same loss, a fraction of the memory). Default: on wherever it applies."})
+    fused_loss: Optional[bool] = field(default=None, metadata={"help": "/".join(n for n, o in OBJECTIVES.items() if o.fused_loss_applies) + " with the native model: compute the output head and the loss together in chunks, never holding the [B, L, N] logits (same loss, a fraction of the memory). Default: on wherever it applies."})
     stratified_t: bool = field(default=True, metadata={"help": "Spread the mask rates of each optimizer batch (all ranks and accumulation steps) evenly over [eps, 1] (lower loss variance, same expectation)."})
     eval_mask_rates: int = field(default=8, metadata={"help": "--do_eval estimates the NELBO on a fixed grid of this many mask rates."})
     plot_loss: bool = field(default=True, metadata={"help": f"Write output_dir/loss_curve.png after training: the logged losses, their running mean over {LOSS_CURVE_WINDOW} logged steps, and the validation loss with --do_eval."})
@@ -180,7 +180,7 @@ class XDLMArguments:
 @dataclass
 class XDLMTrainingArguments(TrainingArguments):
     """The Trainer's arguments, with this script's defaults and checks."""
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh: earlier checkpoint-* folders in output_dir are moved to output_dir/previous-<time>/ (nothing is deleted). Without it, training resumes from the last complete checkpoint."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh: the previous run in output_dir (its checkpoint-* folders, final model and records) is moved to output_dir/previous-<time>/ before anything trains (nothing is deleted). Without it, training resumes from the last complete checkpoint."})
     use_cpu: Optional[bool] = field(default=None, metadata={"help": "Train on the CPU. Default: True when no GPU is visible (only then do DeepSpeed and the Trainer agree on the world size)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: the loss reads the prompt_mask data column."})
     logging_nan_inf_filter: bool = field(default=False, metadata={"help": "Must stay False: losses are logged as they are, and training stops at the first non-finite loss or gradient norm."})
@@ -226,8 +226,7 @@ class XDLMTrainingArguments(TrainingArguments):
 
 def parse_args(argv):
     """The four argument dataclasses from the command line or from one JSON file; each checks
-    itself in __post_init__, and check_flag_combinations what they only decide together. Where
-    the fused loss cannot apply, its default becomes False here."""
+    itself in __post_init__, and check_flag_combinations what they only decide together."""
     dataclass_types = (ModelArguments, DataTrainingArguments, XDLMArguments, XDLMTrainingArguments)
     parser = HfArgumentParser(dataclass_types)
     if len(argv) == 1 and argv[0].endswith(".json"):
@@ -238,9 +237,6 @@ def parse_args(argv):
     else:
         args = parser.parse_args_into_dataclasses(args=argv)
     check_flag_combinations(*args)
-    model_args, _, xdlm_args, _ = args
-    if not (xdlm_args.objective.fused_loss_applies and model_args.model_implementation == "native"):
-        xdlm_args.fused_loss = False  # else decided once the config is read (native LLaDA or not)
     return args
 
 
@@ -296,8 +292,9 @@ def check_flag_combinations(model_args, data_args, xdlm_args, training_args):
 # ---------------------------------------------------------------------------
 
 def load_config_and_tokenizer(model_args, data_args, xdlm_args):
-    """(config, tokenizer, mask id, block size), checked against each other; decides the fused
-    loss's default (on wherever it applies: the native LLaDA model)."""
+    """(config, tokenizer, mask id, block size), checked against each other. Decides the fused
+    loss's default, the one place it is decided: on wherever it applies (a method whose objective
+    takes it, on this repository's LLaDA model, which a remote implementation is not)."""
     name, config_dict = config_file(model_args)
     config = load_config(model_args, config_dict)
     layers = getattr(config, "n_layers", getattr(config, "num_hidden_layers", None))

@@ -28,11 +28,17 @@ def check_remote_code(name, config_dict):
         raise ValueError(f"--model_implementation remote runs the checkpoint's own code, but {name}'s config has no "
                          "auto_map for AutoConfig and AutoModel (no code ships with it); use --model_implementation native")
     if os.path.isdir(name):
-        for pointer in auto_map.values():
-            module_file = pointer.split("--")[-1].rsplit(".", 1)[0] + ".py"
+        for module_file in code_files(auto_map):
             if not os.path.isfile(os.path.join(name, module_file)):
                 raise ValueError(f"--model_implementation remote: {name}'s config points at {module_file}, which is not "
                                  "in the folder; copy the checkpoint's code files there or use --model_implementation native")
+
+
+def code_files(auto_map):
+    """The code files a config's auto_map points at ("module.Class", "repo--module.Class", or a list
+    of them for a tokenizer's slow and fast classes), as file names in the model's folder."""
+    pointers = [p for v in auto_map.values() for p in (v if isinstance(v, (list, tuple)) else [v]) if p]
+    return sorted({p.split("--")[-1].rsplit(".", 1)[0] + ".py" for p in pointers})
 
 
 def load_config(model_args, config_dict=None):
@@ -72,7 +78,8 @@ def resolve_mask_id(config, tokenizer, override):
     """The mask id: --mask_token_id wins, then the model config's mask_token_id, then the
     tokenizer's mask token. Only values actually given count (the caller sets the config's field
     to None when its config.json has none): the config and the tokenizer must agree unless
-    --mask_token_id chooses, and then it is warned about."""
+    --mask_token_id chooses, and then it is warned about. The mask may not share the tokenizer's eos
+    or pad id (packed data ends every text with eos)."""
     found = {"--mask_token_id": override, "the model config's mask_token_id": getattr(config, "mask_token_id", None),
              "the tokenizer's mask token": tokenizer.mask_token_id}
     found = {k: v for k, v in found.items() if v is not None}
@@ -85,6 +92,11 @@ def resolve_mask_id(config, tokenizer, override):
     if others:
         logger.warning(f"--mask_token_id {override} overrides {others}")
     logger.info(f"mask id {mask_id}, from {source}")
+    clashes = [name for name in ("eos", "pad") if getattr(tokenizer, f"{name}_token_id") == mask_id]
+    if clashes:
+        raise ValueError(f"mask token id {mask_id} (from {source}) is the tokenizer's {' and '.join(clashes)} "
+                         "token id: the eos after every packed text (and the padding) would read as a mask; give the "
+                         "mask an id of its own with --mask_token_id")
     N = model_vocab_size(config)
     if not 0 <= mask_id < N:
         raise ValueError(f"mask token id {mask_id} is outside the model's vocabulary [0, {N})")

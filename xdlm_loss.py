@@ -299,13 +299,12 @@ def loss_positions(h, loss_weight=None):
     return (loss_weight != 0).sum(1).float()
 
 
-def diffusion_objective(h, loss_weight=None):
-    """The batch loss: sum over positions of loss_weight * h_t (prompt positions weighted 0)
-    divided by the batch's loss_positions: batch x length for unconditional data, the answer
-    tokens of the whole batch for conditional data (not per sample: a long answer counts more)."""
-    if loss_weight is not None:
-        h = h * loss_weight.to(h.dtype)
-    return h.sum() / loss_positions(h, loss_weight).sum().clamp_min(1)
+def batch_loss(sums, positions):
+    """The batch loss, the one normalisation of training and validation batches: the summed loss of
+    the batch (sums: per sample [B], prompt positions weighing 0) over its loss_positions (per
+    sample [B]): batch x length for unconditional data, the answer tokens of the whole batch for
+    conditional data (not a mean of per-sample means: a long answer counts more)."""
+    return sums.sum() / positions.sum().clamp_min(1)
 
 
 def autoregressive_loss(logits, input_ids, loss_weight=None, reduction="mean"):
@@ -317,9 +316,8 @@ def autoregressive_loss(logits, input_ids, loss_weight=None, reduction="mean"):
     log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     nll = -log_p.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
     w = None if loss_weight is None else loss_weight[:, 1:]
-    if reduction == "none":
-        return nll if w is None else nll * w.to(nll.dtype)
-    return diffusion_objective(nll, w)
+    weighted = nll if w is None else nll * w.to(nll.dtype)
+    return weighted if reduction == "none" else batch_loss(weighted.sum(1), loss_positions(nll, w))
 
 
 # ---------------------------------------------------------------------------

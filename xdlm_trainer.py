@@ -19,6 +19,7 @@ from modeling_llada import LLaDAModelLM
 from xdlm_loss import (
     MASK_RATE_EPS,
     autoregressive_loss,
+    batch_loss,
     corrupt,
     linear_xdlm_loss,
     loss_positions,
@@ -37,8 +38,9 @@ def diffusion_loss_sums(trainer, model, input_ids, prompt_mask, training):
     positions = loss_positions(input_ids, None if prompt_mask is None else ~prompt_mask)
     if training:
         step, micro = trainer.next_micro_step()
-        p_mask = trainer.training_mask_rate(input_ids.shape[0], input_ids.device, step, micro)
-        return trainer.noised_loss(model, input_ids, prompt_mask, p_mask, trainer.noise_generator), positions
+        generator = trainer.training_noise(input_ids.device, step, micro)
+        p_mask = trainer.training_mask_rate(input_ids.shape[0], input_ids.device, step, micro, generator)
+        return trainer.noised_loss(model, input_ids, prompt_mask, p_mask, generator), positions
     G = trainer.xdlm_args.eval_mask_rates
     sums = 0
     for j in range(G):
@@ -82,10 +84,10 @@ OBJECTIVES = {
 class XDLMTrainer(CheckpointingMixin, Trainer):
     """Trainer whose loss is the objective of --training_method.
 
-    Normalisation, as the paper's code: a micro-batch's loss is its summed loss over the
-    batch's loss positions, batch x length for unconditional data (LLaDA's pretraining) and the
-    answer tokens (their eos padding included) for conditional data. Validation reports the
-    NELBO (ar: the NLL) per loss position over the whole validation set."""
+    Normalisation, as the paper's code (xdlm_loss.batch_loss): a micro-batch's loss is its summed
+    loss over the batch's loss positions, batch x length for unconditional data (LLaDA's
+    pretraining) and the answer tokens (their eos padding included) for conditional data.
+    Validation reports the NELBO (ar: the NLL) per loss position over the whole validation set."""
 
     def __init__(self, *args, xdlm_args, mask_id, run_identity=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -95,10 +97,6 @@ class XDLMTrainer(CheckpointingMixin, Trainer):
         self.mask_id = mask_id
         self.k = xdlm_args.k
         self.eval_generator = None
-        # Training noise (t and the corruption) comes from this process's own generator, seeded
-        # by (seed, process index): ranks and accumulation micro-steps draw different noise. Its
-        # state is saved in every checkpoint and restored on resume (CheckpointingMixin).
-        self.noise_generator = seeded_generator(self.args.device, self.args.seed, 0, self.args.process_index)
         self._micro_batches_drawn = (None, 0)  # (optimizer step, micro-batches drawn in it so far)
         if self.compute_metrics is None:
             self.compute_metrics = self.per_position_metrics
@@ -122,6 +120,13 @@ class XDLMTrainer(CheckpointingMixin, Trainer):
         args = (hidden, native.output_head_weight, noisy, input_ids, alpha, self.k, self.mask_id, loss_weight)
         return linear_xdlm_loss(*args, reduction="none").sum(1) if per_sample else linear_xdlm_loss(*args)
 
+    def training_noise(self, device, step, micro):
+        """The generator of the training noise (t and the corruption) of micro-batch `micro` of
+        optimizer step `step` on this process, seeded by (seed, process index, step, micro): ranks
+        and accumulation micro-steps draw different noise, and a resumed run draws exactly what an
+        uninterrupted one would, with no generator state to save in checkpoints."""
+        return seeded_generator(device, self.args.seed, 0, self.args.process_index, step, micro)
+
     def next_micro_step(self):
         """(optimizer step, index of the micro-batch about to be drawn within it); counts it."""
         step, drawn = self._micro_batches_drawn
@@ -129,13 +134,13 @@ class XDLMTrainer(CheckpointingMixin, Trainer):
         self._micro_batches_drawn = (self.state.global_step, drawn + 1)
         return self.state.global_step, drawn
 
-    def training_mask_rate(self, batch_size, device, step, micro):
-        """p_mask of micro-batch `micro` of optimizer step `step`. Stratified: each optimizer batch
-        (world size x per-device batch x accumulation steps) shares one offset, drawn from
-        (seed, step) so every rank agrees, and each sample takes its own stratum: the i-th sample
-        of rank r at micro-step a is stratum (a x world size + r) x per-device batch + i."""
+    def training_mask_rate(self, batch_size, device, step, micro, generator):
+        """p_mask of micro-batch `micro` of optimizer step `step`, drawn from `generator`. Stratified:
+        each optimizer batch (world size x per-device batch x accumulation steps) shares one offset,
+        drawn from (seed, step) so every rank agrees, and each sample takes its own stratum: the
+        i-th sample of rank r at micro-step a is stratum (a x world size + r) x per-device batch + i."""
         if not self.xdlm_args.stratified_t:
-            return sample_mask_rate(batch_size, generator=self.noise_generator, device=device)
+            return sample_mask_rate(batch_size, generator=generator, device=device)
         args = self.args
         u = torch.rand(1, generator=seeded_generator("cpu", args.seed, 1, step)).to(device)
         first = (micro * args.world_size + args.process_index) * args.per_device_train_batch_size
@@ -149,7 +154,7 @@ class XDLMTrainer(CheckpointingMixin, Trainer):
         """Training only: validation goes through prediction_step."""
         prompt_mask = inputs["prompt_mask"].bool() if "prompt_mask" in inputs else None
         sums, positions = self.objective.loss_sums(self, model, inputs["input_ids"], prompt_mask, training=True)
-        loss = sums.sum() / positions.sum().clamp_min(1)
+        loss = batch_loss(sums, positions)
         return (loss, None) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -159,7 +164,7 @@ class XDLMTrainer(CheckpointingMixin, Trainer):
         prompt_mask = inputs["prompt_mask"].to(self.args.device).bool() if "prompt_mask" in inputs else None
         with torch.no_grad():
             sums, positions = self.objective.loss_sums(self, model, input_ids, prompt_mask, training=False)
-        return (sums.sum() / positions.sum()).detach(), sums.detach().float(), positions
+        return batch_loss(sums, positions).detach(), sums.detach().float(), positions
 
     def per_position_metrics(self, prediction):
         """The validation loss per loss position over the whole set (each position weighs the

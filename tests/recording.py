@@ -5,12 +5,15 @@ happens, and can kill its own process with SIGKILL at a chosen moment.
     DRAWS=dir [KILL_AT=step:STEP|save:STEP KILL_RANK=r] python tests/recording.py ARGS
 
 KILL_AT=step:STEP kills rank KILL_RANK during the second micro-batch after optimizer step STEP;
-save:STEP while checkpoint-STEP is written (after the model and optimizer, before the RNG states
-and the completion marker). `install` also records a run in the test process."""
+save:STEP while checkpoint-STEP is written (once the Trainer has written its part: model,
+optimizer, RNG and trainer state; before the run settings and the completion marker). `install`
+also records a run in the test process."""
 import json
 import os
 import signal
 import sys
+
+import transformers
 
 import llada_cpt
 import xdlm_trainer
@@ -21,13 +24,14 @@ def install(draws, kill_at="none:0", kill_rank=0, setattr=setattr):
     where, _, at = kill_at.partition(":")
     at = int(at)
     Trainer = llada_cpt.XDLMTrainer
-    real_rate, real_corrupt, real_save_rng = Trainer.training_mask_rate, xdlm_trainer.corrupt, Trainer._save_rng_state
+    real_rate, real_corrupt = Trainer.training_mask_rate, xdlm_trainer.corrupt
+    real_save = transformers.Trainer._save_checkpoint  # what CheckpointingMixin._save_checkpoint calls first
     pending = []
 
-    def training_mask_rate(self, batch_size, device, step, micro):
+    def training_mask_rate(self, batch_size, device, step, micro, generator):
         if where == "step" and step == at and micro == 1 and self.args.process_index == kill_rank:
             os.kill(os.getpid(), signal.SIGKILL)
-        p_mask = real_rate(self, batch_size, device, step, micro)
+        p_mask = real_rate(self, batch_size, device, step, micro, generator)
         pending.append(dict(rank=self.args.process_index, step=step, micro=micro, p_mask=p_mask.tolist()))
         return p_mask
 
@@ -40,14 +44,14 @@ def install(draws, kill_at="none:0", kill_rank=0, setattr=setattr):
                 f.write(json.dumps(record) + "\n")
         return noisy
 
-    def _save_rng_state(self, output_dir):
+    def _save_checkpoint(self, model, trial):
+        real_save(self, model, trial)
         if where == "save" and self.state.global_step == at and self.args.process_index == kill_rank:
             os.kill(os.getpid(), signal.SIGKILL)
-        return real_save_rng(self, output_dir)
 
     os.makedirs(draws, exist_ok=True)
     setattr(Trainer, "training_mask_rate", training_mask_rate)
-    setattr(Trainer, "_save_rng_state", _save_rng_state)
+    setattr(transformers.Trainer, "_save_checkpoint", _save_checkpoint)
     setattr(xdlm_trainer, "corrupt", corrupt)
 
 

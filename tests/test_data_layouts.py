@@ -50,21 +50,23 @@ def test_arrow_cache_folder_yields_the_texts_written(arrow_cache, corpus_texts, 
     # load_dataset itself reads this layout as a config named 'default' and fails on sample-10BT
     with pytest.raises(ValueError, match="BuilderConfig 'sample-10BT' not found"):
         datasets.load_dataset(arrow_cache, "sample-10BT")
-    args = data_args(dataset_name=arrow_cache, dataset_config_name="sample-10BT", streaming=streaming)
+    args = data_args(dataset_name=arrow_cache, dataset_config_name="sample-10BT", streaming=streaming,
+                     validation_split_percentage=0)  # no validation split cut from train: every text trains
     raw = data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     want = (datasets.IterableDataset if streaming else datasets.Dataset)
     assert isinstance(raw["train"], want) and list(raw) == ["train"]
     assert sorted(row["text"] for row in raw["train"]) == sorted(corpus_texts[:60])
     # the config is the only one cached: it may be left out
-    raw = data.load_raw_datasets(data_args(dataset_name=arrow_cache, streaming=streaming),
-                                      llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
+    args = data_args(dataset_name=arrow_cache, streaming=streaming, validation_split_percentage=0)
+    raw = data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     assert len(list(raw["train"])) == 60
 
 
 def paper_argv(llada_dir, dataset, output_dir):
     """scripts/train_llada_xdlm.sh flag for flag but --deepspeed (the script's ZeRO-2 launch is
-    test_training's), sizes shrunk (block 128, accumulation 2, 2 steps, a loss logged each step);
-    reporting to none, as logging backends are not what is tested here."""
+    test_training's), sizes shrunk (block 128, accumulation 2, 2 steps, a loss logged each step, 8
+    texts held out for validation from the stream's start instead of 256); reporting to none, as
+    logging backends are not what is tested here."""
     return ["--config_name", llada_dir,
             "--tokenizer_name", llada_dir, "--model_name_or_path", llada_dir, "--dataset_name", dataset,
             "--dataset_config_name", "sample-10BT", "--streaming", "--block_size", "128",
@@ -74,7 +76,7 @@ def paper_argv(llada_dir, dataset, output_dir):
             "--logging_steps", "1", "--save_steps", "100", "--max_steps", "2", "--dataloader_num_workers", "4",
             "--report_to", "none", "--remove_unused_columns", "False",
             "--ddp_find_unused_parameters", "False", "--load_best_model_at_end", "False", "--training_method", "xdm",
-            "--trust_remote_code", "True"]
+            "--trust_remote_code", "True", "--max_eval_samples", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +245,7 @@ def test_dropped_over_long_prompts_are_counted_in_the_log(tmp_path, llada_dir, t
     too_long = sum(len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]) >= block_size for r in rows)
     assert too_long == 3  # rows 1, 5 and 9
     args = data_args(train_file=write_jsonl(str(tmp_path / "pairs.jsonl"), rows), prompt_column="prompt",
-                     streaming=streaming)
+                     streaming=streaming, validation_split_percentage=0)  # all ten pairs train
     raw = data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
     training_args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
     caplog.set_level(logging.INFO, logger="data")

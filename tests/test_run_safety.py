@@ -69,6 +69,30 @@ def test_a_diverging_run_stops_naming_the_step_and_the_last_checkpoint_and_saves
         assert all(torch.isfinite(w).all() for w in load_file(os.path.join(out, f"checkpoint-{s}", "model.safetensors")).values())
 
 
+def test_a_divergence_between_logs_logs_the_mean_loss_of_the_steps_since_the_last_log(tmp_path, text_file, llada_dir,
+                                                                                      monkeypatch):
+    """Logged every 3 steps; the 5th step's gradient is inf while its loss is finite: the stop logs
+    the mean training loss of steps 4 and 5, as the Trainer's own log would have."""
+    seen, real = {}, llada_cpt.XDLMTrainer.compute_loss
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        loss = real(self, model, inputs, *args, **kwargs)
+        seen.setdefault("trainer", self)
+        seen[self.state.global_step + 1] = loss.item()
+        if self.state.global_step + 1 == 5:
+            weight = next(p for p in model.parameters() if p.requires_grad)
+            weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+        return loss
+
+    monkeypatch.setattr(llada_cpt.XDLMTrainer, "compute_loss", compute_loss)
+    with pytest.raises(NonFiniteTraining, match="diverged at step 5: .*gradient norm inf"):
+        llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, text_file, "--max_steps", "6", "--logging_steps", "3",
+                                 "--save_strategy", "no"))
+    logged = [e for e in seen["trainer"].state.log_history if "loss" in e]
+    assert [e["step"] for e in logged] == [3, 5]
+    assert logged[-1]["loss"] == pytest.approx((seen[4] + seen[5]) / 2, rel=1e-6)
+
+
 # --- 2. run identity ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -118,6 +142,85 @@ def test_settings_that_may_change_on_resume_do_not_count(finished_run, tmp_path)
         assert json.load(f)["training_method"] == "xdm"
 
 
+def test_every_flag_defines_the_run_or_is_free_to_change_on_resume(text_file):
+    """The resume contract: each field of the four argument dataclasses (TrainingArguments' own
+    included, so a transformers upgrade that adds one fails here too) is recorded by run_identity
+    or named in FREE_ON_RESUME, never both: a new flag fails this test until it is classified."""
+    import dataclasses
+
+    flags = {f.name for cls in (llada_cpt.ModelArguments, llada_cpt.DataTrainingArguments, llada_cpt.XDLMArguments,
+                                llada_cpt.XDLMTrainingArguments) for f in dataclasses.fields(cls) if f.init}
+    identity = checkpoints.run_identity(*llada_cpt.parse_args(tiny_args("out", "a-model", text_file)))
+    recorded = {"xdlm_k" if key == "k" else key for key in identity} - {"world_size"}  # (not a flag: the launcher's)
+    free = checkpoints.FREE_ON_RESUME
+    assert not recorded & free, f"both recorded and free: {sorted(recorded & free)}"
+    assert not (recorded | free) - flags, f"not flags: {sorted((recorded | free) - flags)}"
+    assert flags <= recorded | free, (f"unclassified: {sorted(flags - recorded - free)}: record each in "
+                                      "checkpoints.run_identity if it changes what is trained, else name it in "
+                                      "checkpoints.FREE_ON_RESUME")
+
+
+def test_a_relaunch_that_adds_do_eval_continues_the_same_training_stream(finished_run, tmp_path, text_file, llada_dir):
+    """Two steps, then a relaunch to four with --do_eval (no validation file: the validation split is
+    cut from the training file either way): steps 3 and 4 are those of an uninterrupted run."""
+    uninterrupted = str(tmp_path / "uninterrupted")
+    llada_cpt.main(tiny_args(uninterrupted, llada_dir, text_file, "--max_steps", "4"))
+    out, argv = copy_run(finished_run, tmp_path)
+    trainer = llada_cpt.main(argv + ["--max_steps", "4", "--do_eval", "--max_eval_samples", "16"])
+    assert any("eval_nelbo" in e for e in trainer.state.log_history)  # it did evaluate
+
+    def losses(folder):
+        with open(os.path.join(folder, "trainer_state.json")) as f:
+            return {e["step"]: e["loss"] for e in json.load(f)["log_history"] if "loss" in e}
+
+    resumed, reference = losses(out), losses(uninterrupted)
+    assert sorted(resumed) == sorted(reference) == [1, 2, 3, 4]
+    for step in (3, 4):
+        assert resumed[step] == pytest.approx(reference[step], abs=1e-6), step
+
+
+def a_checkpoint_of(out, argv):
+    """out/checkpoint-2 as a run launched with argv leaves it, as far as a relaunch reads it before
+    loading anything: its recorded settings, a trainer state and the completion marker."""
+    folder = os.path.join(out, "checkpoint-2")
+    os.makedirs(folder)
+    with open(os.path.join(folder, checkpoints.RUN_FILE), "w") as f:
+        json.dump(checkpoints.run_identity(*llada_cpt.parse_args(argv)), f)
+    with open(os.path.join(folder, "trainer_state.json"), "w") as f:
+        json.dump({"global_step": 2}, f)
+    with open(os.path.join(folder, checkpoints.CHECKPOINT_COMPLETE), "w") as f:
+        f.write("2\n")
+
+
+STREAM = ["--streaming", "--max_steps", "2"]
+CHANGES_THE_TRAINING = [  # (the run's flags, the relaunch's extra flags, the difference named)
+    ([], ["--data_seed", "123"], "data_seed: None in the checkpoint, 123 now"),
+    (STREAM, ["--shuffle_buffer_size", "100"], "shuffle_buffer_size: 10000 in the checkpoint, 100 now"),
+    (STREAM, ["--max_eval_samples", "16"], "max_eval_samples: None in the checkpoint, 16 now"),
+    (STREAM, ["--dataloader_num_workers", "2"], "dataloader_num_workers: 0 in the checkpoint, 2 now"),
+    ([], ["--validation_split_percentage", "10"], "validation_split_percentage: 5 in the checkpoint, 10 now"),
+    ([], ["--preprocessing_num_workers", "2"], "preprocessing_num_workers: None in the checkpoint, 2 now"),
+    ([], ["--max_grad_norm", "0.5"], "max_grad_norm: 1.0 in the checkpoint, 0.5 now"),
+    ([], ["--adam_beta2", "0.95"], "adam_beta2: 0.999 in the checkpoint, 0.95 now"),
+    (["--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "0.5"], ["--max_steps", "4"],
+     "max_steps: 2 in the checkpoint, 4 now"),  # the warmup is a fraction of the steps
+]
+
+
+@pytest.mark.parametrize("run, relaunch, difference", CHANGES_THE_TRAINING)
+def test_a_relaunch_that_would_change_the_training_data_or_trajectory_is_refused(tmp_path, text_file, llada_dir,
+                                                                              nothing_expensive, run, relaunch,
+                                                                              difference):
+    out = str(tmp_path / "out")
+    argv = tiny_args(out, llada_dir, text_file, *run)
+    a_checkpoint_of(out, argv)
+    with pytest.raises(AssertionError, match="tokenization ran"):  # the same command passes the check (and is
+        llada_cpt.main(argv)                                        # stopped at the tokenization)
+    with pytest.raises(ValueError) as caught:
+        llada_cpt.main(argv + relaunch)
+    assert difference in str(caught.value) and len(str(caught.value).splitlines()) == 3, str(caught.value)
+
+
 # --- 3. one run per output folder ------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -149,6 +252,31 @@ def test_a_second_launch_into_a_folder_in_use_fails_at_once_naming_the_holder(tm
     args = llada_cpt.parse_args(tiny_args(out, llada_dir, text_file))[3]
     with checkpoints.output_dir_claimed(args):
         assert f"pid {os.getpid()}," in open(os.path.join(out, checkpoints.LOCK_FILE)).read()
+
+
+def eval_only_args(out, model_dir, data_file):
+    return ["--model_name_or_path", model_dir, "--train_file", data_file, "--block_size", "64", "--do_eval",
+            "--output_dir", out, "--max_eval_samples", "4", "--eval_mask_rates", "2", "--report_to", "none"]
+
+
+def test_an_evaluation_alone_is_refused_a_training_runs_folder_before_the_work(finished_run, tmp_path, text_file,
+                                                                               nothing_expensive):
+    """Finished (its records at the top) or training now (no checkpoint yet, the lock held): the
+    evaluation's numbers would mix with the training run's all_results.json; nothing is written."""
+    out, _ = copy_run(finished_run, tmp_path)
+    before = {name: file_bytes(os.path.join(out, name)) for name in os.listdir(out) if name.endswith(".json")}
+    records = "trainer_state.json, train_results.json, checkpoint-1, checkpoint-2"
+    with pytest.raises(ValueError, match=f"--output_dir {out} holds a training run \\({records}\\).*its own"):
+        llada_cpt.main(eval_only_args(out, out, text_file))
+    assert {name: file_bytes(os.path.join(out, name)) for name in os.listdir(out) if name.endswith(".json")} == before
+    starting = str(tmp_path / "starting")
+    args = llada_cpt.parse_args(tiny_args(starting, "a-model", text_file))[3]
+    with checkpoints.output_dir_claimed(args):  # a training run that has just taken the folder
+        with pytest.raises(ValueError, match=f"holds a training run \\(run.lock, held by the run training into it "
+                                             f"\\(host {os.uname().nodename}, pid {os.getpid()},"):
+            llada_cpt.main(eval_only_args(starting, finished_run[0], text_file))
+    with pytest.raises(AssertionError, match="tokenization ran"):  # the lock released: an empty folder is anyone's
+        llada_cpt.main(eval_only_args(starting, finished_run[0], text_file))
 
 
 # --- 4. the source is never the destination --------------------------------------------------------
@@ -197,6 +325,16 @@ BEFORE_THE_WORK = [
 def test_bad_settings_fail_clearly_before_tokenization_and_the_model_build(tmp_path, text_file, llada_dir, nothing_expensive, extra, match):
     with pytest.raises(ValueError, match=match):
         llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, text_file, *extra))
+
+
+def test_a_mask_id_that_is_the_eos_or_pad_id_is_refused_before_the_work(tmp_path, text_file, llada_dir, tokenizer,
+                                                                       nothing_expensive):
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    assert eos is not None and pad is not None and eos != pad
+    for token_id, name in ((eos, "eos"), (pad, "pad")):
+        with pytest.raises(ValueError, match=f"mask token id {token_id} \\(from --mask_token_id\\) is the tokenizer's "
+                                             f"{name} token id: the eos after every packed text"):
+            llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, text_file, "--mask_token_id", str(token_id)))
 
 
 def test_output_dir_that_is_a_file_fails_before_the_work(tmp_path, text_file, llada_dir, nothing_expensive):
@@ -341,6 +479,18 @@ def test_a_null_text_names_the_file_row_and_column(tmp_path, llada_dir, corpus_t
     numbers = write_jsonl(str(tmp_path / "numbers.jsonl"), [{"text": i} for i in range(5)])
     with pytest.raises(ValueError, match="row 1 \\(counting from 1\\), column 'text': expected text \\(a string\\), got 0"):
         llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, numbers))
+    # among strings, a number (or another type) is more than Arrow reads into one column: named all the same
+    rows = [{"text": t, "id": i} for i, t in enumerate(corpus_texts[:10])]
+    rows[3]["text"] = 7
+    mixed = write_jsonl(str(tmp_path / "mixed.jsonl"), rows)
+    with pytest.raises(ValueError, match=f"--train_file {mixed}: row 4 \\(counting from 1\\), column 'text': "
+                                         "expected text \\(a string\\), got 7"):
+        llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, mixed))
+    rows[3]["text"], rows[8]["id"] = "x = 1", "id-8"  # a column not read changes type
+    mixed = write_jsonl(str(tmp_path / "mixed-ids.jsonl"), rows)
+    with pytest.raises(ValueError, match=f"--train_file {mixed}: row 9 \\(counting from 1\\), column 'id': "
+                                         "expected a number \\(as in the rows before\\), got 'id-8'"):
+        llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, mixed))
 
 
 def test_a_damaged_checkpoint_names_the_file_and_the_way_back_to_the_previous_one(finished_run, tmp_path, monkeypatch):
@@ -372,7 +522,8 @@ class ModelBuildReached(Exception):
 
 def test_the_paper_launchers_flags_trigger_no_warning_of_ours(tmp_path, llada_dir, corpus_texts, monkeypatch, caplog):
     """The flags scripts/train_llada_xdlm.sh passes to llada_cpt.py (DeepSpeed's config left out:
-    it needs the launcher), on a local stand-in of its dataset, up to the model build."""
+    it needs the launcher), on a local stand-in of its dataset (of 40 texts: 8 held out from the
+    stream's start for validation, not 256), up to the model build."""
     import shlex
 
     from local_data import write_fineweb_like
@@ -383,7 +534,7 @@ def test_the_paper_launchers_flags_trigger_no_warning_of_ours(tmp_path, llada_di
               "$OUT": str(tmp_path / "checkpoints")}
     flags = [values.get(f, f) for f in flags]
     i = flags.index("--deepspeed")
-    argv = flags[:i] + flags[i + 2:] + ["--max_steps", "2", "--block_size", "128"]
+    argv = flags[:i] + flags[i + 2:] + ["--max_steps", "2", "--block_size", "128", "--max_eval_samples", "8"]
 
     def reached(*args, **kwargs):
         raise ModelBuildReached
@@ -405,8 +556,9 @@ def test_the_model_config_is_read_and_printed_once(tmp_path, text_file, llada_di
     assert sum(m.startswith("Model config") for m in messages) == 1, messages
 
 
-def test_a_quick_start_rerun_trains_again_without_piling_up_copies(tmp_path, text_file, llada_dir):
-    """scripts/train_tiny.sh's flags for llada_cpt.py, twice into one output folder."""
+def test_a_quick_start_rerun_trains_again_and_keeps_the_previous_model_aside(tmp_path, text_file, llada_dir):
+    """scripts/train_tiny.sh's flags for llada_cpt.py, twice into one output folder: no checkpoints
+    (--save_strategy no), and the first run's model in one previous-<time>/ (nothing deleted)."""
     flags = subprocess.run(["bash", "-c", 'source scripts/common.sh && printf "%s\\n" "${TINY_TRAIN_FLAGS[@]}"'],
                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     out = str(tmp_path / "tiny")
@@ -415,8 +567,10 @@ def test_a_quick_start_rerun_trains_again_without_piling_up_copies(tmp_path, tex
     for _ in range(2):
         trainer = llada_cpt.main(argv)
         assert [e["step"] for e in trainer.state.log_history if "loss" in e] == [1, 2]  # trained from step 0 again
-    assert not [n for n in os.listdir(out) if n.startswith(("previous-", "checkpoint-"))], os.listdir(out)
+    assert not [n for n in os.listdir(out) if n.startswith("checkpoint-")], os.listdir(out)
+    (previous,) = [n for n in os.listdir(out) if n.startswith("previous-")]
     assert os.path.isfile(os.path.join(out, "model.safetensors"))
+    assert os.path.isfile(os.path.join(out, previous, "model.safetensors"))
 
 
 def test_a_world_size_change_only_warns(finished_run, caplog):
@@ -431,3 +585,19 @@ def test_a_world_size_change_only_warns(finished_run, caplog):
     assert "written by 1 processes, resumed by 8" in caplog.text
     with pytest.raises(ValueError, match="seed: 0 in the checkpoint, 1 now"):
         checkpoints.check_same_run(checkpoint, dict(recorded, world_size=8, seed=1), 8, explicit=False)
+
+
+def test_a_checkpoint_that_records_fewer_settings_compares_those_it_records(finished_run, tmp_path, caplog):
+    """run_settings.json as an earlier version wrote it, without the settings recorded since: those
+    are named in a warning and not compared; the others still are."""
+    out, _ = copy_run(finished_run, tmp_path)
+    checkpoint = os.path.join(out, "checkpoint-2")
+    with open(os.path.join(checkpoint, checkpoints.RUN_FILE)) as f:
+        identity = json.load(f)
+    with open(os.path.join(checkpoint, checkpoints.RUN_FILE), "w") as f:
+        json.dump({k: v for k, v in identity.items() if k not in ("data_seed", "adam_beta2")}, f)
+    with caplog.at_level("WARNING"):
+        checkpoints.check_same_run(checkpoint, dict(identity, data_seed=7), 1, explicit=False)
+    assert "does not record data_seed, adam_beta2 (an earlier version" in caplog.text
+    with pytest.raises(ValueError, match="seed: 0 in the checkpoint, 1 now"):
+        checkpoints.check_same_run(checkpoint, dict(identity, seed=1), 1, explicit=False)

@@ -8,8 +8,9 @@ import torch
 
 from xdlm_loss import (
     autoregressive_loss,
+    batch_loss,
     corrupt,
-    diffusion_objective,
+    loss_positions,
     sample_mask_rate,
     stratified_mask_rate,
     xdlm_loss,
@@ -334,7 +335,8 @@ def test_stratified_sampling_lowers_the_variance_of_the_batch_loss():
             # like a trained model: the fewer tokens are noised, the better it predicts x
             clean_frac = (z == x).float().mean(1)[:, None, None]
             logits = noise + 6 * clean_frac * torch.nn.functional.one_hot(x, N)
-            out.append(diffusion_objective(xdlm_loss(logits, z, x, 1 - p_mask, 0.1, m)).item())
+            h = xdlm_loss(logits, z, x, 1 - p_mask, 0.1, m)
+            out.append(batch_loss(h.sum(1), loss_positions(h)).item())
         return torch.tensor(out)
 
     plain, strat = batch_losses(False), batch_losses(True)
@@ -342,14 +344,16 @@ def test_stratified_sampling_lowers_the_variance_of_the_batch_loss():
     assert strat.var() < 0.7 * plain.var()
 
 
-def test_objective_divides_by_batch_times_length_or_by_the_answer_tokens():
+def test_batch_loss_divides_by_batch_times_length_or_by_the_answer_tokens():
     h = torch.arange(12.0).reshape(2, 6)
-    assert diffusion_objective(h).item() == pytest.approx((h.sum() / 12).item())  # LLaDA's pretraining
+    assert batch_loss(h.sum(1), loss_positions(h)).item() == pytest.approx((h.sum() / 12).item())  # LLaDA's pretraining
     w = torch.ones(2, 6)
     w[0, :2] = 0  # prompts of 2 and 4 tokens: 4 + 2 answer tokens
     w[1, :4] = 0
     # the paper's code: the summed loss over the batch's answer tokens, B L - sum of prompt lengths
-    assert diffusion_objective(h, w).item() == pytest.approx((h[0, 2:].sum() + h[1, 4:].sum()).item() / (12 - 6))
+    # (not the mean of the two answers' means, (h[0, 2:].mean() + h[1, 4:].mean()) / 2)
+    loss = batch_loss((h * w).sum(1), loss_positions(h, w)).item()
+    assert loss == pytest.approx((h[0, 2:].sum() + h[1, 4:].sum()).item() / (12 - 6))
 
 
 def test_autoregressive_loss_is_next_token_cross_entropy():
