@@ -1,5 +1,6 @@
-# The rows of the paper's table, each at 32, 64, 128 and 256 steps (gen length 256, block 256,
-# temperature 0, low-confidence remasking), as in the paper's own model list:
+# The models of every benchmark config: the rows of the paper's table (ROWS in benchmarks.py), each at
+# 32, 64, 128 and 256 steps (gen length 256, block 256, temperature 0, low-confidence remasking), as in
+# the paper's own model list, each named by benchmarks.model_abbr:
 #   base-k0     LLaDA-8B-Base, LLaDA's sampler
 #   base-k0.1   LLaDA-8B-Base, the XDLM sampler (k = 0.1)
 #   mdm-k0      the checkpoint continually pretrained with the MDM loss, LLaDA's sampler
@@ -21,24 +22,22 @@
 #   EVAL_BLOCK_LENGTH  block length (default 256, the paper's; Fast-dLLM uses 32 with a cache)
 import os
 
-_rows = {  # row: (checkpoint variable, default checkpoint, k)
-    "base-k0": ("LLADA_BASE", "GSAI-ML/LLaDA-8B-Base", 0.0),
-    "base-k0.1": ("LLADA_BASE", "GSAI-ML/LLaDA-8B-Base", 0.1),
-    "mdm-k0": ("MDM_CKPT", None, 0.0),
-    "xdlm-k0.1": ("XDLM_CKPT", None, 0.1),
-}
-_step_choices = (32, 64, 128, 256)
-_runnable = [r for r, (var, default, _) in _rows.items() if default or os.environ.get(var)]
+from mmengine.config import read_base
+
+with read_base():  # the table (mmengine executes it as a config: see its docstring)
+    from .benchmarks import ROWS, STEPS, model_abbr, sampler_mode
+
+_runnable = [r for r, row in ROWS.items() if row["default"] or os.environ.get(row["variable"])]
 _chosen_rows = [r.strip() for r in os.environ.get("EVAL_ROWS", ",".join(_runnable)).split(",") if r.strip()]
-_chosen_steps = [s.strip() for s in os.environ.get("EVAL_STEPS", "32,64,128,256").split(",") if s.strip()]
-if not _chosen_rows or set(_chosen_rows) - set(_rows):
-    raise ValueError(f"EVAL_ROWS={os.environ.get('EVAL_ROWS')!r}: choose a comma-separated subset of {', '.join(_rows)}")
-if not _chosen_steps or set(_chosen_steps) - {str(s) for s in _step_choices}:
+_chosen_steps = [s.strip() for s in os.environ.get("EVAL_STEPS", ",".join(map(str, STEPS))).split(",") if s.strip()]
+if not _chosen_rows or set(_chosen_rows) - set(ROWS):
+    raise ValueError(f"EVAL_ROWS={os.environ.get('EVAL_ROWS')!r}: choose a comma-separated subset of {', '.join(ROWS)}")
+if not _chosen_steps or set(_chosen_steps) - {str(s) for s in STEPS}:
     raise ValueError(f"EVAL_STEPS={os.environ.get('EVAL_STEPS')!r}: choose a comma-separated subset of "
-                     f"{', '.join(map(str, _step_choices))}")
+                     f"{', '.join(map(str, STEPS))}")
 for _row in _chosen_rows:
-    if _rows[_row][1] is None and not os.environ.get(_rows[_row][0]):
-        raise ValueError(f"EVAL_ROWS includes {_row}: set {_rows[_row][0]} to its checkpoint folder, "
+    if ROWS[_row]["default"] is None and not os.environ.get(ROWS[_row]["variable"]):
+        raise ValueError(f"EVAL_ROWS includes {_row}: set {ROWS[_row]['variable']} to its checkpoint folder, "
                          f"or leave the row out of EVAL_ROWS")
 _batch_size = os.environ.get("EVAL_BATCH_SIZE", "8")
 if not _batch_size.isdigit() or int(_batch_size) < 1:
@@ -58,21 +57,19 @@ if not _block.isdigit() or int(_block) < 1 or 256 % int(_block) or any(int(s) % 
     raise ValueError(f"EVAL_BLOCK_LENGTH={_block!r}: must divide the gen length 256, and 256/EVAL_BLOCK_LENGTH must "
                      f"divide every step count ({', '.join(_chosen_steps)})")
 _block = int(_block)
-# Anything but the paper's exact sampler (block 256, no cache, no threshold) says so in its abbr.
-_mode = (f"-b{_block}" if _block != 256 else "") + (f"-{_cache}" if _cache != "none" else "") + \
-    (f"-t{_threshold:g}" if _threshold is not None else "")
-_left_out = [f"{r} (set {_rows[r][0]})" for r in _rows if r not in _chosen_rows and r not in _runnable] + \
-    [f"{r} (not in EVAL_ROWS)" for r in _rows if r not in _chosen_rows and r in _runnable]
+_mode = sampler_mode(_block, _cache, _threshold)  # anything but the paper's exact sampler says so in its abbr
+_left_out = [f"{r} (set {ROWS[r]['variable']})" for r in ROWS if r not in _chosen_rows and r not in _runnable] + \
+    [f"{r} (not in EVAL_ROWS)" for r in ROWS if r not in _chosen_rows and r in _runnable]
 print(f"OpenCompass rows: {', '.join(_chosen_rows)} at steps {','.join(_chosen_steps)}"
-      f"{' [' + _mode.lstrip('-') + ': not the paper protocol]' if _mode else ''}"
+      f"{' [' + _mode + ': not the paper protocol]' if _mode else ''}"
       f"; left out: {', '.join(_left_out) or 'none'}")
 
 models = [
     dict(
-        abbr=f"{_row}-s{_steps}{_mode}",
+        abbr=model_abbr(_row, _steps, _mode),
         type="opencompass_llada.DiffusionLM",
-        path=os.environ.get(_rows[_row][0]) or _rows[_row][1],
-        k=_rows[_row][2],
+        path=os.environ.get(ROWS[_row]["variable"]) or ROWS[_row]["default"],
+        k=ROWS[_row]["k"],
         steps=int(_steps),
         gen_length=256,
         block_length=_block,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The paper's evaluation with OpenCompass (opencompass_configs/): GSM8K, MATH, HumanEval, MBPP and
-# BBH for the rows of the paper's table, each at 32, 64, 128 and 256 steps (gen length 256,
-# block 256). OpenCompass fetches the benchmark data on first use.
-#   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]    (default: gsm8k math humaneval mbpp bbh)
+# The paper's evaluation with OpenCompass: the benchmarks of opencompass_configs/benchmarks.py
+# (GSM8K, MATH, HumanEval, MBPP, BBH) for the rows of the paper's table, each at 32, 64, 128 and
+# 256 steps (gen length 256, block 256). OpenCompass fetches the benchmark data on first use.
+#   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]    (default: every benchmark of the table)
 #   environment (see opencompass_configs/models.py):
 #     EVAL_ROWS   comma-separated subset of base-k0,base-k0.1,mdm-k0,xdlm-k0.1 (default: the base
 #                 rows, plus mdm-k0 / xdlm-k0.1 when MDM_CKPT / XDLM_CKPT is set)
@@ -16,14 +16,10 @@
 #   then the table and plot: python scripts/eval_report.py outputs/opencompass
 source "$(dirname "$0")/common.sh"
 WORK=${EVAL_WORK_DIR:-outputs/opencompass}
-benchmarks=("$@")
-[ ${#benchmarks[@]} -gt 0 ] || benchmarks=(gsm8k math humaneval mbpp bbh)
-for b in "${benchmarks[@]}"; do
-  if [ ! -f "opencompass_configs/eval_$b.py" ]; then
-    echo "unknown benchmark '$b': choose from gsm8k, math, humaneval, mbpp, bbh" >&2
-    exit 2
-  fi
-done
-for b in "${benchmarks[@]}"; do
-  "${OPENCOMPASS[@]}" "opencompass_configs/eval_$b.py" -w "$WORK/$b"
+names=() configs=()
+listing=$("$PYTHON" opencompass_configs/benchmarks.py "$@")  # "NAME CONFIG" lines; refuses an unknown name
+while read -r name config; do names+=("$name"); configs+=("$config"); done <<< "$listing"
+
+for i in "${!names[@]}"; do
+  "${OPENCOMPASS[@]}" "${configs[$i]}" -w "$WORK/${names[$i]}"
 done

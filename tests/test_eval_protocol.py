@@ -11,6 +11,7 @@ import pytest
 from mmengine.config import Config, ConfigDict
 
 from helpers import ROOT
+from opencompass_configs.benchmarks import BENCHMARKS
 
 
 GSM8K = [  # question, answer in GSM8K's format (the number after "#### ")
@@ -84,7 +85,7 @@ def data_root(tmp_path, monkeypatch):
 
 
 def load(name):
-    return Config.fromfile(os.path.join(ROOT, "opencompass_configs", f"eval_{name}.py"), format_python_code=False)
+    return Config.fromfile(os.path.join(ROOT, BENCHMARKS[name]["config"]), format_python_code=False)
 
 
 def score(cfg, dataset, predictions, work):
@@ -204,11 +205,12 @@ def test_rendered_prompts_equal_the_papers(name, data_root):
 
 
 def test_stop_words_are_the_papers(data_root):
+    papers = {"gsm8k": {()}, "math": {("Problem:",)}, "humaneval": {()}, "mbpp": {("[DONE]",)}, "bbh": {()}}
     stops = {}
-    for name in ("gsm8k", "math", "humaneval", "mbpp", "bbh"):
+    for name in papers:
         for d in load(name).datasets:
             stops.setdefault(name, set()).add(tuple(d["infer_cfg"]["inferencer"].get("stopping_criteria", ())))
-    assert stops == {"gsm8k": {()}, "math": {("Problem:",)}, "humaneval": {()}, "mbpp": {("[DONE]",)}, "bbh": {()}}
+    assert stops == papers
 
 
 # The paper's prompts for the first test item of each fixture above, rendered from the paper's

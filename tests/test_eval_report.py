@@ -1,14 +1,8 @@
 """scripts/eval_report.py: OpenCompass summary CSVs of several runs -> one markdown table beside the
 paper's numbers, and a PNG."""
 import os
-import subprocess
-import sys
 
-import pytest
-
-from helpers import ROOT
-
-pytestmark = pytest.mark.slow  # every test runs scripts/eval_report.py
+from helpers import run_main
 
 
 def write_summary(path, rows):
@@ -17,12 +11,14 @@ def write_summary(path, rows):
         f.write("\n".join(",".join(r) for r in rows) + "\n")
 
 
-def report(run_dir):
-    return subprocess.run([sys.executable, "scripts/eval_report.py", str(run_dir)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+def report(run_dir, capsys):
+    """scripts/eval_report.py RUN_DIR in this process: (exit code, stdout, stderr)."""
+    import eval_report
+
+    return run_main(eval_report.main, [str(run_dir)], capsys)
 
 
-def test_report_merges_runs_and_places_each_score(tmp_path):
+def test_report_merges_runs_and_places_each_score(tmp_path, capsys):
     run = tmp_path / "opencompass"
     # MBPP: two runs, the later one redoing base-k0 at 32 steps; BBH's average and a task row
     write_summary(str(run / "mbpp/20260101_000000/summary/summary_20260101_000000.csv"), [
@@ -39,8 +35,8 @@ def test_report_merges_runs_and_places_each_score(tmp_path):
         ["bbh-navigate", "5a2b1c", "score", "gen", "50.00", "60.00"],
         ["bbh", "-", "naive_average", "gen", "5.50", "7.25"],
     ])
-    proc = report(run)
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = report(run, capsys)
+    assert code == 0, err
     table = (run / "report.md").read_text()
     lines = table.splitlines()
     assert "| row | steps | GSM8K | MATH | HumanEval | MBPP | BBH |" in lines
@@ -53,19 +49,19 @@ def test_report_merges_runs_and_places_each_score(tmp_path):
     assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_refuses_a_folder_without_summaries(tmp_path):
-    proc = report(tmp_path)
-    assert proc.returncode != 0 and "no OpenCompass summary" in proc.stderr
+def test_report_refuses_a_folder_without_summaries(tmp_path, capsys):
+    code, _, err = report(tmp_path, capsys)
+    assert code != 0 and "no OpenCompass summary" in err
 
 
-def test_an_accelerated_row_is_never_merged_with_a_paper_protocol_row(tmp_path):
+def test_an_accelerated_row_is_never_merged_with_a_paper_protocol_row(tmp_path, capsys):
     run = tmp_path / "opencompass"
     write_summary(str(run / "mbpp/20260101_000000/summary/summary_20260101_000000.csv"), [
         ["dataset", "version", "metric", "mode", "xdlm-k0.1-s32", "xdlm-k0.1-s32-b32-dual-t0.9"],
         ["mbpp", "830460", "score", "gen", "14.20", "12.00"],
     ])
-    proc = report(run)
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = report(run, capsys)
+    assert code == 0, err
     lines = (run / "report.md").read_text().splitlines()
     assert "| xdlm-k0.1 | 32 | - | - | - | 14.2 | - |" in lines
     assert "| xdlm-k0.1 [b32-dual-t0.9] | 32 | - | - | - | 12.0 | - |" in lines

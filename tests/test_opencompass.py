@@ -1,10 +1,13 @@
-"""OpenCompass integration: the benchmark configs load with OpenCompass's loader and hold the
-paper's rows x step counts (selectable), the model wrapper generates whole batches, decodes as the
-paper's does and applies stop words, and scripts/eval_tiny.sh runs OpenCompass end to end offline."""
+"""OpenCompass integration: the benchmark table (opencompass_configs/benchmarks.py) and the configs
+it names, which load with OpenCompass's loader and hold the paper's rows x step counts (selectable);
+the model wrapper generates whole batches, decodes as the paper's does and applies stop words, and
+scripts/eval_tiny.sh runs OpenCompass end to end offline."""
 import csv
 import glob
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -13,8 +16,8 @@ import pytest
 import torch
 
 from helpers import ROOT
+from opencompass_configs.benchmarks import BENCHMARKS, ROWS, STEPS, model_abbr, parse_abbr, sampler_mode
 
-BENCHMARKS = {"gsm8k": 1, "math": 1, "humaneval": 1, "mbpp": 1, "bbh": 27}
 CKPTS = dict(LLADA_BASE="/models/base", MDM_CKPT="/models/mdm", XDLM_CKPT="/models/xdlm")
 
 
@@ -26,14 +29,17 @@ def load(name, monkeypatch, **env):
         monkeypatch.delenv(var, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    file = name if name.endswith(".py") else f"eval_{name}.py"
-    return Config.fromfile(os.path.join(ROOT, "opencompass_configs", file), format_python_code=False)
+    file = BENCHMARKS[name]["config"] if name in BENCHMARKS else os.path.join("opencompass_configs", name)
+    return Config.fromfile(os.path.join(ROOT, file), format_python_code=False)
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_benchmark_configs_hold_the_papers_four_rows_at_four_step_counts(name, monkeypatch):
     cfg = load(name, monkeypatch, **CKPTS)
-    assert len(cfg.datasets) == BENCHMARKS[name]
+    # the table's headline score is one OpenCompass will put in the summary: a dataset or group of the config
+    headline_dataset, _ = BENCHMARKS[name]["headline"]
+    groups = [g["name"] for g in cfg.get("summarizer", {}).get("summary_groups", [])]
+    assert cfg.datasets and headline_dataset in [d["abbr"] for d in cfg.datasets] + groups
     rows = {(m.path, m.k) for m in cfg.models}
     assert rows == {("/models/base", 0.0), ("/models/base", 0.1), ("/models/mdm", 0.0), ("/models/xdlm", 0.1)}
     assert sorted({m.steps for m in cfg.models}) == [32, 64, 128, 256] and len(cfg.models) == 16
@@ -88,9 +94,45 @@ def test_an_accelerated_row_says_so_in_its_abbr_and_passes_its_mode(monkeypatch)
     assert prefix.abbr == "base-k0-s64-prefix"
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
-def test_the_seed_readmes_config_names_are_our_configs(name, monkeypatch):
-    seed = load(f"llada_base_gen_{name}_length256_block256.py", monkeypatch, **CKPTS)
+def test_an_abbr_parses_back_to_its_row_steps_and_mode_and_names_each_sampler_apart():
+    seen = {}
+    for row, steps, block, cache, threshold in itertools.product(ROWS, STEPS, (256, 32, 8), ("none", "prefix", "dual"),
+                                                                 (None, 0.0, 0.9, 1.0, 1e-05)):
+        mode = sampler_mode(block, cache, threshold)
+        abbr = model_abbr(row, steps, mode)
+        assert parse_abbr(abbr) == (row, steps, mode), abbr
+        assert (mode == "") == (block == 256 and cache == "none" and threshold is None)  # only the paper's is unnamed
+        assert seen.setdefault(abbr, (row, steps, block, cache, threshold)) == (row, steps, block, cache, threshold)
+    for other in ("tiny-xdlm-k0.0", "base-k0.2-s32", "base-k0-s32-fast", "base-k0-sx", "gsm8k"):
+        assert parse_abbr(other) is None, other
+
+
+def test_the_table_lists_its_benchmarks_for_the_launcher_and_refuses_an_unknown_one(capsys):
+    from opencompass_configs import benchmarks
+
+    benchmarks.main([])
+    listed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [name for name, _ in listed] == list(BENCHMARKS)
+    assert all(os.path.isfile(os.path.join(ROOT, config)) for _, config in listed)
+    benchmarks.main(["mbpp", "gsm8k"])
+    listed = capsys.readouterr().out.split()
+    assert listed == ["mbpp", BENCHMARKS["mbpp"]["config"], "gsm8k", BENCHMARKS["gsm8k"]["config"]]
+    with pytest.raises(SystemExit, match="unknown benchmark 'gsmk': choose from gsm8k, math, humaneval, mbpp, bbh"):
+        benchmarks.main(["gsm8k", "gsmk"])
+
+
+SEED_CONFIGS = sorted(os.path.basename(p) for p in glob.glob(f"{ROOT}/opencompass_configs/llada_base_gen_*.py"))
+
+
+def test_the_seed_readmes_five_config_names_are_there():
+    names = sorted(["gsm8k", "math", "humaneval", "mbpp", "bbh"])
+    assert SEED_CONFIGS == [f"llada_base_gen_{n}_length256_block256.py" for n in names]
+
+
+@pytest.mark.parametrize("seed_config", SEED_CONFIGS)
+def test_the_seed_readmes_config_names_are_our_configs(seed_config, monkeypatch):
+    name = re.fullmatch(r"llada_base_gen_(\w+?)_length256_block256\.py", seed_config).group(1)
+    seed = load(seed_config, monkeypatch, **CKPTS)
     ours = load(name, monkeypatch, **CKPTS)
     assert seed.datasets == ours.datasets and seed.models == ours.models and seed.get("summarizer") == ours.get("summarizer")
 
