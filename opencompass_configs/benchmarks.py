@@ -12,6 +12,7 @@ which executes it as a config and turns a top-level import of any module but a f
 (`os`, `sys`) into a LazyObject, depending on where Python is installed; so the functions import what
 else they need themselves.
 """
+import os
 
 # name: its config file (relative to the repository root); its headline score in OpenCompass's summary
 # (dataset abbr or summary group, metric); its title in the report; the paper's score at 32 steps per
@@ -64,6 +65,77 @@ def parse_abbr(abbr):
     if not found or found.group(1) not in ROWS:
         return None
     return found.group(1), int(found.group(2)), found.group(3).lstrip("-")
+
+
+def model_folder_problem(folder):
+    """What keeps `folder` from being a model folder (config.json and weights: *.safetensors or
+    pytorch_model*.bin, every shard a weight index names), or None."""
+    import glob
+    import json
+
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        return "a folder without config.json"
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if os.path.exists(os.path.join(folder, index)):
+            try:
+                with open(os.path.join(folder, index)) as f:
+                    shards = sorted(set(json.load(f)["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                return f"its {index} is unreadable ({type(e).__name__}: {e})"
+            missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
+            if missing:
+                return f"its {index} names shards that are missing: {', '.join(missing)}"
+            return None
+    if not any(glob.glob(os.path.join(folder, pattern)) for pattern in ("*.safetensors", "pytorch_model*.bin")):
+        return "a folder without weights (*.safetensors or pytorch_model*.bin)"
+    return None
+
+
+_HUB_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"  # as the Hugging Face hub spells owners and names
+
+
+def check_checkpoint(variable, value):
+    """(checkpoint, kind) of the checkpoint `value` given by `variable`: kind "model folder" (made
+    absolute) or "hub id" (owner/name that is no existing path: fetched when the model loads).
+    Anything else (a missing path, a file, a folder that is no model folder) raises a ValueError
+    naming the variable and the value."""
+    import re
+
+    if os.path.isdir(value):
+        problem = model_folder_problem(value)
+        if problem is None:
+            return os.path.abspath(value), "model folder"
+    elif os.path.exists(value):
+        problem = "a file, not a model folder"
+    elif re.fullmatch(f"{_HUB_NAME}/{_HUB_NAME}", value) and ".." not in value and "--" not in value:
+        return value, "hub id"
+    else:
+        problem = "no such folder"
+    raise ValueError(f"{variable}={value!r}: {problem}; give a model folder (config.json and weights) "
+                     f"or a hub id (owner/name)")
+
+
+def row_checkpoints(rows, environ=os.environ):
+    """{variable: (checkpoint, kind)} of the rows' checkpoints (check_checkpoint), each from its
+    variable in `environ` or the row's default. One ValueError names every variable that is unset
+    without a default or names no checkpoint, before any row runs."""
+    found, problems = {}, []
+    for row in rows:
+        variable, default = ROWS[row]["variable"], ROWS[row]["default"]
+        if variable in found or variable in {p[0] for p in problems}:
+            continue
+        value = environ.get(variable) or default
+        if value is None:
+            problems.append((variable, f"EVAL_ROWS includes {row}: set {variable} to its checkpoint folder, "
+                                       f"or leave the row out of EVAL_ROWS"))
+            continue
+        try:
+            found[variable] = check_checkpoint(variable, value)
+        except ValueError as e:
+            problems.append((variable, str(e)))
+    if problems:
+        raise ValueError("; ".join(message for _, message in problems))
+    return found
 
 
 def main(names):

@@ -12,6 +12,9 @@
 #   LLADA_BASE       base checkpoint (default GSAI-ML/LLaDA-8B-Base)
 #   MDM_CKPT         MDM checkpoint folder (needed when mdm-k0 is run)
 #   XDLM_CKPT        XDLM checkpoint folder, e.g. the output_dir of llada_cpt.py (needed when xdlm-k0.1 is run)
+#                    Each checkpoint a chosen row needs is checked when this config loads: a model folder
+#                    (config.json and weights; its absolute path goes into the config) or a hub id
+#                    (owner/name, fetched when the row runs); anything else stops the run before any row.
 #   EVAL_BATCH_SIZE  prompts generated together (default 8; the paper ran one at a time, and
 #                    a batch gives the same completions)
 # Faster, approximate sampling (Fast-dLLM's; NOT the paper's protocol, see generate.py). Such a
@@ -25,7 +28,7 @@ import os
 from mmengine.config import read_base
 
 with read_base():  # the table (mmengine executes it as a config: see its docstring)
-    from .benchmarks import ROWS, STEPS, model_abbr, sampler_mode
+    from .benchmarks import ROWS, STEPS, model_abbr, row_checkpoints, sampler_mode
 
 _runnable = [r for r, row in ROWS.items() if row["default"] or os.environ.get(row["variable"])]
 _chosen_rows = [r.strip() for r in os.environ.get("EVAL_ROWS", ",".join(_runnable)).split(",") if r.strip()]
@@ -35,10 +38,8 @@ if not _chosen_rows or set(_chosen_rows) - set(ROWS):
 if not _chosen_steps or set(_chosen_steps) - {str(s) for s in STEPS}:
     raise ValueError(f"EVAL_STEPS={os.environ.get('EVAL_STEPS')!r}: choose a comma-separated subset of "
                      f"{', '.join(map(str, STEPS))}")
-for _row in _chosen_rows:
-    if ROWS[_row]["default"] is None and not os.environ.get(ROWS[_row]["variable"]):
-        raise ValueError(f"EVAL_ROWS includes {_row}: set {ROWS[_row]['variable']} to its checkpoint folder, "
-                         f"or leave the row out of EVAL_ROWS")
+# Every checkpoint the chosen rows need, checked now: a bad one stops the run before any row.
+_checkpoints = row_checkpoints(_chosen_rows, os.environ)
 _batch_size = os.environ.get("EVAL_BATCH_SIZE", "8")
 if not _batch_size.isdigit() or int(_batch_size) < 1:
     raise ValueError(f"EVAL_BATCH_SIZE={_batch_size!r}: must be a positive integer")
@@ -63,12 +64,13 @@ _left_out = [f"{r} (set {ROWS[r]['variable']})" for r in ROWS if r not in _chose
 print(f"OpenCompass rows: {', '.join(_chosen_rows)} at steps {','.join(_chosen_steps)}"
       f"{' [' + _mode + ': not the paper protocol]' if _mode else ''}"
       f"; left out: {', '.join(_left_out) or 'none'}")
+print("OpenCompass checkpoints: " + ", ".join(f"{var}={path} ({kind})" for var, (path, kind) in _checkpoints.items()))
 
 models = [
     dict(
         abbr=model_abbr(_row, _steps, _mode),
         type="opencompass_llada.DiffusionLM",
-        path=os.environ.get(ROWS[_row]["variable"]) or ROWS[_row]["default"],
+        path=_checkpoints[ROWS[_row]["variable"]][0],
         k=ROWS[_row]["k"],
         steps=int(_steps),
         gen_length=256,
