@@ -1,6 +1,8 @@
 """scripts/hmm_language.py and scripts/fig1_tiny.py: the source's likelihood against brute-force
 enumeration of its generative story, its sampling frequencies, the noise-free "can the source emit
-this" test on hand-made sequences, one document per training block, and a reduced run."""
+this" test on hand-made sequences, the metrics of samples and completions, one document per
+training block, and a reduced run."""
+import ast
 import csv
 import itertools
 import math
@@ -11,7 +13,8 @@ import torch
 
 import data
 import fig1_tiny
-from helpers import run_main
+import hmm_language
+from helpers import ROOT, run_main
 from hmm_language import WordSource
 
 
@@ -102,13 +105,13 @@ def test_completion_metrics_against_hand_computed_values():
     completions = torch.tensor([[2, 3, 2, eos],   # ab cdc, eos slot right: no failure
                                 [2, 3, 3, eos],   # a broken word: failure
                                 [1, 1, 1, 0]])    # bb bb bb but no eos: failure
-    m = fig1_tiny.completion_metrics(src, prompts, completions, eos)
+    m = hmm_language.completion_metrics(src, prompts, completions, eos)
     assert math.isclose(m["failure"], 2 / 3, rel_tol=1e-12)
     nll = [-(math.log(story_probability(p + c[:-1], 0.1)) - math.log(story_probability(p, 0.1))) / 3
            for p, c in zip(prompts.tolist(), completions.tolist())]
     assert math.isclose(m["gen_nll"], sum(nll) / 3, rel_tol=1e-9)
     blocks = torch.tensor([[0, 1, 2, eos], [1, 1, 1, 2]])
-    s = fig1_tiny.sample_metrics(src, blocks, eos)
+    s = hmm_language.sample_metrics(src, blocks, eos)
     assert math.isclose(s["no_final_eos"], 0.5, rel_tol=1e-12)
     expect = -(math.log(story_probability([0, 1, 2], 0.1)) + math.log(story_probability([1, 1, 1], 0.1))) / 6
     assert math.isclose(s["gen_nll"], expect, rel_tol=1e-9)
@@ -118,13 +121,26 @@ def test_each_training_block_is_one_document_and_its_eos():
     """The trainer's packing (texts + eos, cut into block_size blocks) of documents of
     block_size - 1 tokens, eos among them as noise, gives back each document followed by eos."""
     n_symbols, block_size = 6, 9
-    tok = fig1_tiny.make_tokenizer(n_symbols)
+    tok = hmm_language.make_tokenizer(n_symbols)
     assert (tok.eos_token_id, tok.mask_token_id, tok.pad_token_id, len(tok)) == (6, 7, 6, 8)
     docs = torch.randint(n_symbols + 1, (50, block_size - 1), generator=torch.Generator().manual_seed(3))
     docs[0, 4] = n_symbols  # an eos written by the noise inside a document
-    texts = [fig1_tiny.to_text(d, n_symbols) for d in docs]
+    texts = [hmm_language.to_text(d, n_symbols) for d in docs]
     blocks = data.pack_texts({"text": texts}, tok, "text", block_size, tok.eos_token_id)["input_ids"]
     assert blocks == [d.tolist() + [n_symbols] for d in docs]
+
+
+def test_no_script_imports_an_experiment():
+    """Experiments are leaves: a script under scripts/ imports the library and, of the scripts, only
+    the shared modules (experiment_common.py, the language hmm_language.py, the planner plan.py),
+    so that editing one experiment cannot break another."""
+    scripts = {name[:-3] for name in os.listdir(os.path.join(ROOT, "scripts")) if name.endswith(".py")}
+    assert {"fig1_tiny", "tradeoff_tiny", "fast_sampling_quality", "bench_sampler"} <= scripts
+    for name in sorted(scripts):
+        tree = ast.parse(open(os.path.join(ROOT, "scripts", name + ".py")).read())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert imported & scripts <= {"experiment_common", "hmm_language", "plan"}, (name, imported & scripts)
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""scripts/tradeoff_tiny.py: its generation metrics against hand-computed values, and a reduced
-end-to-end run (every stage, a few steps) that writes finite numbers in every cell."""
+"""scripts/tradeoff_tiny.py: its generation metrics (the judge's perplexity; the sample entropy of
+scripts/experiment_common.py) against hand-computed values, and a reduced end-to-end run (every
+stage, a few steps) that writes finite numbers in every cell."""
 import csv
 import json
 import math
@@ -12,9 +13,11 @@ import pytest
 import torch
 
 import data
+import experiment_common
 import llada_cpt
 import tiny_report
 import tradeoff_tiny
+from experiment_common import sample_entropy
 from helpers import ROOT, run_main
 
 
@@ -42,9 +45,9 @@ def test_generative_perplexity_and_entropy_match_hand_computed_values():
                         math.exp(nll), rel_tol=1e-6)
     # row 0: frequencies 1/3, 2/3; row 1: a single token, entropy 0
     h0 = -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
-    assert math.isclose(tradeoff_tiny.sample_entropy(completion), (h0 + 0.0) / 2, rel_tol=1e-9)
+    assert math.isclose(sample_entropy(completion), (h0 + 0.0) / 2, rel_tol=1e-9)
     # four distinct tokens in a row of four: log 4, the maximum
-    assert math.isclose(tradeoff_tiny.sample_entropy(torch.tensor([[3, 1, 0, 2]])), math.log(4), rel_tol=1e-9)
+    assert math.isclose(sample_entropy(torch.tensor([[3, 1, 0, 2]])), math.log(4), rel_tol=1e-9)
 
 
 def test_judge_sees_only_the_past():
@@ -79,7 +82,7 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys, monkeypatc
         llada_cpt.main(cmd[2:])
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(tradeoff_tiny, "subprocess", types.SimpleNamespace(run=run_in_process))
+    monkeypatch.setattr(experiment_common, "subprocess", types.SimpleNamespace(run=run_in_process))
     args = ["--out", out, "--tiny_dir", tiny, "--base_steps", "3", "--continue_steps", "2", "--judge_steps", "2",
             "--batch_size", "4", "--block_size", "32", "--eval_blocks", "8", "--prompts", "4", "--prompt_length", "8",
             "--gen_length", "8", "--steps", "2,8"]
@@ -106,8 +109,9 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys, monkeypatc
     # blocks (not the first ones), the same on every call; the unigram model scores those blocks.
     sample = []
     for run_dir in ("eval_a", "eval_b"):
-        metrics, trainer = tiny_report.validation_nelbo(os.path.join(out, "base"), tiny, str(tmp_path / run_dir),
-                                                        "mdm", block_size=32, max_eval_samples=8)
+        metrics, trainer = experiment_common.validation_nelbo(os.path.join(out, "base"), tiny,
+                                                              str(tmp_path / run_dir), "mdm", block_size=32,
+                                                              max_eval_samples=8)
         assert math.isfinite(metrics["eval_nelbo"])
         sample.append(trainer.eval_dataset["input_ids"])
     assert sample[0] == sample[1]
