@@ -136,7 +136,8 @@ def run_stage(args, stage, threads):
             train_stage(args, stage["name"], "mdm" if stage["k"] == 0 else "xdm", stage["steps"],
                         init=stage["init"], k=None if stage["k"] == 0 else stage["k"], seed=stage["seed"])
         else:
-            result = evaluate(args, stage["model"], stage["model_dir"], stage["k"], stage["confidence_ks"], stage["seed"])
+            result = evaluate(args, stage["model"], stage["model_dir"], stage["k"], stage["confidence_ks"],
+                              stage["seed"])
             with open(stage["result"], "w") as f:
                 json.dump(result, f)
         return dict(wall_s=round(time.time() - started, 1), cpu_s=round(cpu_seconds() - cpu, 1))
@@ -151,8 +152,8 @@ def stages(args):
             name = f"scratch_k{k}_seed{seed}"
             train.append(dict(name=name, kind="train", k=k, steps=args.steps, init=None, seed=seed, needs=(),
                               done=os.path.join(out, name, "model.safetensors")))
-            evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name), seed=seed,
-                              confidence_ks=(0.0, 0.1) if k == 0 else (), needs=(name,),
+            evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name),
+                              seed=seed, confidence_ks=(0.0, 0.1) if k == 0 else (), needs=(name,),
                               result=os.path.join(out, f"result_{name}.json")))
     for seed in range(args.seeds):
         base = f"scratch_k0.0_seed{seed}"
@@ -160,8 +161,9 @@ def stages(args):
             name = f"continued_{method}_seed{seed}"
             train.append(dict(name=name, kind="train", k=k, steps=args.continue_steps, init=os.path.join(out, base),
                               seed=seed, needs=(base,), done=os.path.join(out, name, "model.safetensors")))
-            evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name), seed=seed,
-                              confidence_ks=(k,), needs=(name,), result=os.path.join(out, f"result_{name}.json")))
+            evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name),
+                              seed=seed, confidence_ks=(k,), needs=(name,),
+                              result=os.path.join(out, f"result_{name}.json")))
     train.sort(key=lambda s: (s["k"] != 0 or s["init"] is not None, s["init"] is not None))
     for s in evals:
         s["done"] = s["result"]
@@ -232,7 +234,8 @@ def collect(args, floor):
         for steps in args.sample_grid:
             for metric in ("gen_nll", "entropy", "no_final_eos"):
                 add(part, model, k, "ancestral", k, steps, metric, [r["ancestral"][str(steps)][metric] for r in res])
-            add(part, model, k, "ancestral", k, steps, "gen_ppl", [math.exp(r["ancestral"][str(steps)]["gen_nll"]) for r in res])
+            add(part, model, k, "ancestral", k, steps, "gen_ppl",
+                [math.exp(r["ancestral"][str(steps)]["gen_nll"]) for r in res])
         for ck in ([0.0, 0.1] if prefix == "scratch_k0.0" else [k] if part == "3" else []):
             name = "base" if part == "2" else model
             for steps in args.completion_grid:
@@ -267,7 +270,8 @@ def write_outputs(args, rows, floor):
     part2 = [(row_name(k), k) for k in args.k_values]
     part3 = [(f"continued {m}", k) for m, k in CONTINUED_K.items()]
     lines += ancestral_table("2", part2, "gen_nll", "Part 2, from scratch: ancestral sampler, temperature 1, "
-                             f"{args.samples} unconditional samples: gen-NLL per token (data: {floor['doc_entropy']:.3f})")
+                             f"{args.samples} unconditional samples: gen-NLL per token "
+                             f"(data: {floor['doc_entropy']:.3f})")
     lines += ancestral_table("2", part2, "entropy", "Part 2: unigram entropy of the samples (nats; data: "
                              f"{floor['data_unigram_entropy']:.3f})")
     lines += ancestral_table("3", part3, "gen_nll", "Part 3, continued from each k = 0 model (its part-2 row is "
@@ -297,7 +301,8 @@ def plot(args, get, floor, part2):
     for m, k in part2:
         nelbo = get[("2", m, "", "", "", "nelbo")]
         ppl = get[("2", m, "ancestral", k, at, "gen_ppl")]
-        ax.errorbar(nelbo["mean"], ppl["mean"], xerr=nelbo["spread"], yerr=ppl["spread"], marker="o", capsize=3, label=m)
+        ax.errorbar(nelbo["mean"], ppl["mean"], xerr=nelbo["spread"], yerr=ppl["spread"], marker="o", capsize=3,
+                    label=m)
         series = [get[("2", m, "ancestral", k, s, "gen_ppl")] for s in args.sample_grid]
         bx.errorbar(args.sample_grid, [r["mean"] for r in series], yerr=[r["spread"] for r in series], marker="o",
                     capsize=3, label=m)
@@ -381,11 +386,13 @@ def main(argv=None):
     if not 2 <= args.symbols <= len(SYMBOL_NAMES):
         ap.error(f"--symbols must lie in [2, {len(SYMBOL_NAMES)}], got {args.symbols}")
     if not 1 <= args.word_min <= args.word_max:
-        ap.error(f"--word_min and --word_max must satisfy 1 <= word_min <= word_max, got {args.word_min}, {args.word_max}")
+        ap.error(f"--word_min and --word_max must satisfy 1 <= word_min <= word_max, got {args.word_min}, "
+                 f"{args.word_max}")
     if args.successors > args.words:
         ap.error(f"--successors ({args.successors}) cannot exceed --words ({args.words})")
     if args.words > args.symbols ** args.word_min:
-        ap.error(f"--words {args.words} distinct words do not exist with {args.symbols} symbols and --word_min {args.word_min}")
+        ap.error(f"--words {args.words} distinct words do not exist with {args.symbols} symbols and --word_min "
+                 f"{args.word_min}")
     if not 0 < args.noise < 1:
         ap.error(f"--noise must lie in (0, 1) (above 0 so every sample has finite likelihood), got {args.noise}")
     if args.d_model % args.n_heads:

@@ -33,7 +33,8 @@ class WordSource:
         if bigram.shape != (W, W) or start.shape != (W,):
             raise ValueError(f"bigram must be [{W}, {W}] and start [{W}] for {W} words, got "
                              f"{tuple(bigram.shape)} and {tuple(start.shape)}")
-        if not (torch.allclose(bigram.sum(1), torch.ones(W, dtype=torch.float64)) and abs(float(start.sum()) - 1) < 1e-9):
+        rows_sum_to_one = torch.allclose(bigram.sum(1), torch.ones(W, dtype=torch.float64))
+        if not (rows_sum_to_one and abs(float(start.sum()) - 1) < 1e-9):
             raise ValueError("every row of bigram and start must sum to 1")
         if any(len(w) == 0 or min(w) < 0 or max(w) >= n_outputs for w in words):
             raise ValueError(f"words must be non-empty lists of tokens in [0, {n_outputs})")

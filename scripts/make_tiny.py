@@ -24,9 +24,10 @@ TINY_CONFIG = dict(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_
 
 def stdlib_sources(max_bytes):
     root = sysconfig.get_paths()["stdlib"]
+    skipped = ("test", "tests", "site-packages", "idle_test", "__pycache__")
     paths = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("test", "tests", "site-packages", "idle_test", "__pycache__"))
+        dirnames[:] = sorted(d for d in dirnames if d not in skipped)
         paths += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py")]
     total = 0
     for path in sorted(paths):
