@@ -1,9 +1,9 @@
 """What the experiments under scripts/ share, so that none imports another.
 
-  command line   checked flags (step grids, counts of at least 1), and the
+  command line   checked flags (finite floats, step and k grids, counts of at least 1), and the
                  settings of an output folder, recorded once and compared on every rerun;
-  stages         a training stage through llada_cpt.py in a subprocess, cached results, the
-                 validation NELBO (the trainer's own evaluation);
+  stages         a training stage through llada_cpt.py in a subprocess that ends with its parent,
+                 cached results written whole, the validation NELBO (the trainer's own evaluation);
   models, data   the LLaDA-format config and special tokens of the tiny models, loading a model
                  on the CPU, held-out prompts, the sampler's named modes;
   results        sample entropy, mean and spread over seeds, the CSV writer.
@@ -12,10 +12,13 @@ The trainer (llada_cpt) and the sampler (generate) are imported inside the funct
 them: make_tiny.py imports this module for the token names and the config alone, and stays quick
 to start.
 """
+import argparse
 import csv
+import ctypes
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -42,6 +45,17 @@ CONTINUED_K = {"mdm": 0.0, "xdm": 0.1}
 # Command line
 # ---------------------------------------------------------------------------
 
+def finite_float(text):
+    """argparse type of a float flag: nan and inf are refused (argparse names the flag)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def require_at_least_one(ap, args, names):
     """Stops with the first flag of `names` below 1 (a flag left at None is not checked)."""
     for name in names:
@@ -63,6 +77,17 @@ def step_grid(ap, flag, text, most, most_flag=None):
     return grid
 
 
+def float_grid(ap, flag, text):
+    """The sorted distinct finite numbers of a comma-separated flag."""
+    try:
+        values = sorted({float(s) for s in text.split(",")})
+    except ValueError:
+        ap.error(f"--{flag} must be comma-separated numbers, got {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        ap.error(f"--{flag} must be comma-separated finite numbers, got {text!r}")
+    return values
+
+
 def refuse_other_settings(ap, args, ignore=("out",)):
     """Finished stages in args.out are reused, so they must have been made with these settings:
     records them in args.out/settings.json, or stops with the flags that changed. Call it after
@@ -76,20 +101,45 @@ def refuse_other_settings(ap, args, ignore=("out",)):
         if before != settings:
             changed = ", ".join(f"--{k} {before.get(k)} -> {v}" for k, v in settings.items() if before.get(k) != v)
             ap.error(f"{args.out} holds stages made with other settings ({changed}): use another --out or delete it")
-    with open(settings_file, "w") as f:
-        json.dump(settings, f, indent=1)
+    write_json(settings_file, settings, indent=1)
 
 
 # ---------------------------------------------------------------------------
 # Stages
 # ---------------------------------------------------------------------------
 
+# A training stage's folder holds a whole model once it holds this file: llada_cpt.py writes it after
+# the model and its tokenizer, so a folder whose model.safetensors a kill cut short does not count.
+FINISHED_TRAINING = "trainer_state.json"
+
+
+def trained(model_dir):
+    """Whether a training stage finished in model_dir."""
+    return os.path.isfile(os.path.join(model_dir, FINISHED_TRAINING))
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Resolved here, in the parent: a forked child must not load libraries before it execs (preexec_fn).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def end_with_parent(parent_pid):
+    """Called in a child process (a stage worker's initializer, a trainer's preexec_fn): the
+    kernel kills it when its parent ends, also under kill -9 of the parent, which no handler can
+    catch; it ends at once if the parent is already gone. Linux only (prctl PR_SET_PDEATHSIG);
+    elsewhere, or where prctl is refused, the child runs on as before."""
+    if _PRCTL is None or _PRCTL(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent_pid:  # the parent ended before the signal was armed
+        os._exit(1)
+
+
 def train_stage(args, name, method, steps, init=None, k=None, seed=0):
     """llada_cpt.py in a subprocess, into args.out/name (its output in args.out/name.log), on the
-    data and tokenizer of args.tiny_dir; a finished stage (model.safetensors present) is skipped,
-    an interrupted one resumes from its last checkpoint."""
+    data and tokenizer of args.tiny_dir; a finished stage is skipped, an interrupted one resumes
+    from its last checkpoint. The trainer ends with this process."""
     out = os.path.join(args.out, name)
-    if os.path.exists(os.path.join(out, "model.safetensors")):
+    if trained(out):
         return out
     tiny = args.tiny_dir
     cmd = [sys.executable, os.path.join(ROOT, "llada_cpt.py"), "--tokenizer_name", os.path.join(tiny, "model"),
@@ -105,11 +155,20 @@ def train_stage(args, name, method, steps, init=None, k=None, seed=0):
         cmd += ["--xdlm_k", str(k)]
     print(f"\n=== training {name}: {method}{'' if k is None else f' k={k}'}, {steps} steps"
           f"{' from ' + init if init else ' from scratch'} ===", flush=True)
+    parent = os.getpid()
     with open(os.path.join(args.out, f"{name}.log"), "w") as log:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=None)
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=None, preexec_fn=lambda: end_with_parent(parent))
     if proc.returncode:
         sys.exit(f"training {name} failed (exit {proc.returncode}); see {args.out}/{name}.log")
     return out
+
+
+def write_json(path, value, **dump_options):
+    """path holds all of value or, if the process is killed while writing, what it held before
+    (a file that marks a finished stage is never half written)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, **dump_options)
+    os.replace(path + ".tmp", path)
 
 
 def cached(path, compute):
@@ -118,8 +177,7 @@ def cached(path, compute):
         with open(path) as f:
             return json.load(f)
     value = compute()
-    with open(path, "w") as f:
-        json.dump(value, f)
+    write_json(path, value)
     return value
 
 

@@ -26,13 +26,17 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import CONTINUED_K, SAMPLER_MODES, load_on_cpu, mean_spread, step_grid, write_csv  # noqa: E402
+from experiment_common import (CONTINUED_K, SAMPLER_MODES, load_on_cpu, mean_spread, require_at_least_one,  # noqa: E402
+                               step_grid, trained, write_csv)
 from generate import generate  # noqa: E402
 from hmm_language import completion_metrics, source_of  # noqa: E402
 
 # The sampler's named modes at Fast-dLLM's threshold
 MODES = {name: SAMPLER_MODES[name] for name in ("exact", "prefix", "dual", "dual-t0.9")}
 FIELDS = ("model", "sampler_k", "mode", "steps", "metric", "mean", "spread", "seeds")
+# What this script reads of a fig1_tiny.py run's settings.json (the language, the prompts, the seeds)
+FIG1_SETTINGS = ("language_seed", "symbols", "words", "word_min", "word_max", "successors", "noise", "seeds",
+                 "prompt_length", "completion_length")
 
 
 def complete(model, prompts, k, steps, completion_length, block_length, mode):
@@ -49,11 +53,20 @@ def main(argv=None):
     ap.add_argument("--steps", default="12,24,48", help="requested steps, each a multiple of the number of blocks")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
     args = ap.parse_args(argv)
+    require_at_least_one(ap, args, ("threads",))
     settings_file = os.path.join(args.fig1_dir, "settings.json")
     if not os.path.isfile(settings_file):
         ap.error(f"--fig1_dir {args.fig1_dir!r} has no settings.json: run scripts/fig1_tiny.sh first")
-    with open(settings_file) as f:
-        fig1 = types.SimpleNamespace(**json.load(f))
+    try:
+        with open(settings_file) as f:
+            settings = json.load(f)
+    except (OSError, ValueError) as e:
+        ap.error(f"--fig1_dir {args.fig1_dir!r}: its settings.json cannot be read ({e})")
+    missing = [key for key in FIG1_SETTINGS if not isinstance(settings, dict) or key not in settings]
+    if missing:
+        ap.error(f"--fig1_dir {args.fig1_dir!r} is not the output folder of a fig1_tiny.py run (its settings.json "
+                 f"lacks {', '.join(missing)}): give the folder scripts/fig1_tiny.sh wrote")
+    fig1 = types.SimpleNamespace(**settings)
     length = fig1.completion_length
     if args.block_length < 1 or length % args.block_length:
         ap.error(f"--block_length must divide the completion length {length}, got {args.block_length}")
@@ -64,7 +77,7 @@ def main(argv=None):
                  f"got {args.steps}")
     models = [(method, seed, k, os.path.join(args.fig1_dir, f"continued_{method}_seed{seed}"))
               for method, k in CONTINUED_K.items() for seed in range(fig1.seeds)]
-    missing = [d for *_, d in models if not os.path.isfile(os.path.join(d, "model.safetensors"))]
+    missing = [d for *_, d in models if not trained(d)]
     if missing:
         ap.error(f"{args.fig1_dir} lacks the continued models {', '.join(missing)}: let fig1_tiny.sh finish first")
     if args.threads is not None:

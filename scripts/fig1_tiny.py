@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import (CONTINUED_K, cached_nelbo, load_on_cpu, mean_spread, refuse_other_settings,  # noqa: E402
-                               require_at_least_one, sample_entropy, step_grid, train_stage, write_csv,
-                               write_llada_config)
+from experiment_common import (CONTINUED_K, FINISHED_TRAINING, cached_nelbo, end_with_parent, finite_float,  # noqa: E402
+                               float_grid, load_on_cpu, mean_spread, refuse_other_settings, require_at_least_one,
+                               sample_entropy, step_grid, train_stage, write_csv, write_json, write_llada_config)
 from generate import generate  # noqa: E402
 from hmm_language import (SYMBOL_NAMES, completion_metrics, entropy_per_token, make_tokenizer, sample_metrics,  # noqa: E402
                           source_of, to_text)
@@ -84,8 +84,7 @@ def make_language(args, source):
     h, se = entropy_per_token(source, doc, args.entropy_samples, torch.Generator().manual_seed(ENTROPY_SEED))
     floor = dict(doc_entropy=h, doc_entropy_se=se, block_entropy=h * doc / args.block_size,
                  block_entropy_se=se * doc / args.block_size, data_unigram_entropy=sample_entropy(valid))
-    with open(os.path.join(lang, "floor.json"), "w") as f:
-        json.dump(floor, f)
+    write_json(os.path.join(lang, "floor.json"), floor)
     return floor
 
 
@@ -138,8 +137,7 @@ def run_stage(args, stage, threads):
         else:
             result = evaluate(args, stage["model"], stage["model_dir"], stage["k"], stage["confidence_ks"],
                               stage["seed"])
-            with open(stage["result"], "w") as f:
-                json.dump(result, f)
+            write_json(stage["result"], result)
         return dict(wall_s=round(time.time() - started, 1), cpu_s=round(cpu_seconds() - cpu, 1))
 
 
@@ -151,7 +149,7 @@ def stages(args):
         for k in args.k_values:
             name = f"scratch_k{k}_seed{seed}"
             train.append(dict(name=name, kind="train", k=k, steps=args.steps, init=None, seed=seed, needs=(),
-                              done=os.path.join(out, name, "model.safetensors")))
+                              done=os.path.join(out, name, FINISHED_TRAINING)))
             evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name),
                               seed=seed, confidence_ks=(0.0, 0.1) if k == 0 else (), needs=(name,),
                               result=os.path.join(out, f"result_{name}.json")))
@@ -160,7 +158,7 @@ def stages(args):
         for method, k in CONTINUED_K.items():
             name = f"continued_{method}_seed{seed}"
             train.append(dict(name=name, kind="train", k=k, steps=args.continue_steps, init=os.path.join(out, base),
-                              seed=seed, needs=(base,), done=os.path.join(out, name, "model.safetensors")))
+                              seed=seed, needs=(base,), done=os.path.join(out, name, FINISHED_TRAINING)))
             evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name),
                               seed=seed, confidence_ks=(k,), needs=(name,),
                               result=os.path.join(out, f"result_{name}.json")))
@@ -171,7 +169,9 @@ def stages(args):
 
 
 def run_stages(args, todo):
-    """Runs the stages not yet done, --jobs at a time, each when the stages it needs are done."""
+    """Runs the stages not yet done, --jobs at a time, each when the stages it needs are done. The
+    workers (and their trainers) end with this process, also under kill -9: none is left holding
+    a stage's output folder, so a rerun right after goes on where this one stopped."""
     done = {s["name"] for s in todo if os.path.exists(s["done"])}
     pending = [s for s in todo if s["name"] not in done]
     if not pending:
@@ -179,7 +179,8 @@ def run_stages(args, todo):
     threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // args.jobs))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)  # the trainer subprocesses too
     bar = tqdm(total=len(pending), desc=f"stages ({args.jobs} at a time; logs in {args.out}/logs)")
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=end_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         running = {}
         while pending or running:
             for s in list(pending):
@@ -353,7 +354,7 @@ def main(argv=None):
     g.add_argument("--word_min", type=int, default=3)
     g.add_argument("--word_max", type=int, default=6)
     g.add_argument("--successors", type=int, default=3, help="possible next words after each word")
-    g.add_argument("--noise", type=float, default=0.02, help="probability of a uniform replacement per token")
+    g.add_argument("--noise", type=finite_float, default=0.02, help="probability of a uniform replacement per token")
     g.add_argument("--train_docs", type=int, default=20000)
     g.add_argument("--valid_docs", type=int, default=1000)
     g.add_argument("--entropy_samples", type=int, default=20000, help="documents for the entropy estimate")
@@ -365,7 +366,7 @@ def main(argv=None):
     g.add_argument("--steps", type=int, default=1500, help="training steps from scratch")
     g.add_argument("--continue_steps", type=int, default=None, help="continued pretraining steps (default --steps)")
     g.add_argument("--batch_size", type=int, default=32)
-    g.add_argument("--learning_rate", type=float, default=2e-3)
+    g.add_argument("--learning_rate", type=finite_float, default=2e-3)
     g.add_argument("--warmup_steps", type=int, default=50)
     g = ap.add_argument_group("evaluation")
     g.add_argument("--eval_blocks", type=int, default=256, help="random validation blocks for the NELBO")
@@ -404,10 +405,7 @@ def main(argv=None):
                  f"--block_size {args.block_size}: a prompt and its completion fill one training block")
     if args.completion_length < 2:
         ap.error(f"--completion_length must be at least 2 (a token and the eos slot), got {args.completion_length}")
-    try:
-        args.k_values = sorted({float(k) for k in args.ks.split(",")})
-    except ValueError:
-        ap.error(f"--ks must be comma-separated numbers, got {args.ks!r}")
+    args.k_values = float_grid(ap, "ks", args.ks)
     if args.k_values[0] != 0 or args.k_values[-1] > 1:
         ap.error(f"--ks must lie in [0, 1] and include 0 (part 3 continues the k = 0 models), got {args.ks!r}")
     args.sample_grid = step_grid(ap, "sample_steps", args.sample_steps, args.block_size)

@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import (cached, cached_nelbo, held_out_prompts, load_on_cpu, refuse_other_settings,  # noqa: E402
-                               require_at_least_one, sample_entropy, step_grid, train_stage, write_csv)
+from experiment_common import (cached, cached_nelbo, finite_float, held_out_prompts, load_on_cpu,  # noqa: E402
+                               refuse_other_settings, require_at_least_one, sample_entropy, step_grid, train_stage,
+                               write_csv)
 from generate import generate  # noqa: E402
 
 # model -> the k it is trained with (0: LLaDA's masked loss, --training_method mdm)
@@ -106,7 +107,7 @@ def main(argv=None):
     ap.add_argument("--base_steps", type=int, default=600)
     ap.add_argument("--continue_steps", type=int, default=200, help="for mdm and xdm alike (the paper: 600)")
     ap.add_argument("--judge_steps", type=int, default=200)
-    ap.add_argument("--learning_rate", type=float, default=1e-3)
+    ap.add_argument("--learning_rate", type=finite_float, default=1e-3)
     ap.add_argument("--warmup_steps", type=int, default=20)
     ap.add_argument("--batch_size", type=int, default=16)
     ap.add_argument("--block_size", type=int, default=128)

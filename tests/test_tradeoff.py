@@ -66,6 +66,43 @@ def test_judge_sees_only_the_past():
         assert math.isclose(first, math.log(one), rel_tol=1e-6), later
 
 
+def test_a_stage_counts_as_trained_once_its_trainer_ran_to_the_end(tmp_path, monkeypatch):
+    """A stage whose model.safetensors a kill cut short (no trainer_state.json, which llada_cpt.py
+    writes after the model and its tokenizer) is trained again; a finished one is reused."""
+    launched = []
+
+    def record(cmd, cwd, **kwargs):
+        launched.append(cmd[cmd.index("--output_dir") + 1])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(experiment_common, "subprocess", types.SimpleNamespace(run=record))
+    stage_files = {"cut_short": ("model.safetensors",), "finished": ("model.safetensors", "trainer_state.json")}
+    for name, files in stage_files.items():
+        (tmp_path / name).mkdir()
+        for file in files:
+            (tmp_path / name / file).write_text("")
+    args = types.SimpleNamespace(out=str(tmp_path), tiny_dir=str(tmp_path / "tiny"), block_size=8, batch_size=2,
+                                 learning_rate=1e-3, warmup_steps=1)
+    for name in ("cut_short", "finished"):
+        assert experiment_common.train_stage(args, name, "mdm", 2) == str(tmp_path / name)
+    assert launched == [str(tmp_path / "cut_short")]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_learning_rate_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch, value):
+    def no_stage(*args, **kwargs):
+        raise AssertionError("a stage ran")
+
+    monkeypatch.setattr(tradeoff_tiny, "train_stage", no_stage)
+    (tmp_path / "tiny" / "model").mkdir(parents=True)
+    (tmp_path / "tiny" / "model" / "config.json").write_text("{}")
+    out = tmp_path / "tradeoff"
+    argv = ["--out", str(out), "--tiny_dir", str(tmp_path / "tiny"), f"--learning_rate={value}"]
+    code, _, stderr = run_main(tradeoff_tiny.main, argv, capsys)
+    assert code == 2 and f"argument --learning_rate: must be a finite number, got {value!r}" in stderr, stderr
+    assert not out.exists()  # no settings.json to block the corrected command
+
+
 @pytest.mark.slow
 def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys, monkeypatch):
     tiny = str(tmp_path / "tiny")
