@@ -17,7 +17,8 @@ block is exactly one independent document followed by its eos.
 
 Every training is llada_cpt.py in a subprocess; --jobs stages run at once, each on its own
 thread(s). Writes OUT/results.csv, OUT/results.md and OUT/fig1.png. A rerun reuses finished
-stages and refuses an OUT made with other settings.
+stages and refuses an OUT made with other settings. The stage workers and trainers end with this
+process, also under kill -9 (Linux), so the same command right after goes on where it stopped.
 usage: python scripts/fig1_tiny.py [--out outputs/fig1_tiny] [--seeds 3] [--steps 1500] [--jobs 2] [...]
 """
 import argparse
