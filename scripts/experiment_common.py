@@ -8,9 +8,9 @@
                  on the CPU, held-out prompts, the sampler's named modes;
   results        sample entropy, mean and spread over seeds, the CSV writer.
 
-The trainer (llada_cpt) and the sampler (generate) are imported inside the functions that use
-them: make_tiny.py imports this module for the token names and the config alone, and stays quick
-to start.
+torch, the trainer (llada_cpt) and the sampler (generate) are imported inside the functions that
+use them: make_tiny.py imports this module for the token names and the config alone, and stays
+quick to start.
 """
 import argparse
 import csv
@@ -21,8 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -241,6 +239,8 @@ def load_on_cpu(model_dir):
 def held_out_prompts(tokenizer, tiny_dir, n, length):
     """n prompts of `length` tokens: the starts of n evenly spaced lines of the held-out texts
     that have at least that many tokens after them (deterministic)."""
+    import torch
+
     with open(os.path.join(tiny_dir, "valid.jsonl"), encoding="utf-8") as f:
         text = "".join(json.loads(line)["text"] for line in f)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -257,6 +257,8 @@ def held_out_prompts(tokenizer, tiny_dir, n, length):
 def sample_entropy(completion_ids):
     """Mean over rows of the entropy (nats) of the row's token frequencies: low for a sample
     that repeats a few tokens."""
+    import torch
+
     total = 0.0
     for row in completion_ids:
         counts = torch.bincount(row).double()
