@@ -141,7 +141,9 @@ def train_stage(args, name, method, steps, init=None, k=None, seed=0):
         return out
     tiny = args.tiny_dir
     cmd = [sys.executable, os.path.join(ROOT, "llada_cpt.py"), "--tokenizer_name", os.path.join(tiny, "model"),
-           "--train_file", os.path.join(tiny, "train.jsonl"), "--training_method", method,
+           "--train_file", os.path.join(tiny, "train.jsonl"),
+           # its own validation file: the trainer then cuts no validation split out of train.jsonl
+           "--validation_file", os.path.join(tiny, "valid.jsonl"), "--training_method", method,
            "--block_size", str(args.block_size), "--per_device_train_batch_size", str(args.batch_size),
            "--learning_rate", str(args.learning_rate), "--weight_decay", "0.0", "--max_grad_norm", "1.0",
            "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", str(min(args.warmup_steps, steps)),
