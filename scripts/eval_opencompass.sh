@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The paper's evaluation with OpenCompass (opencompass_configs/): GSM8K, MATH, HumanEval, MBPP and
-# BBH for the rows of the paper's table, each at 32, 64, 128 and 256 steps (gen length 256,
-# block 256). OpenCompass fetches the benchmark data on first use.
-#   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]    (default: gsm8k math humaneval mbpp bbh)
+# The paper's evaluation with OpenCompass (opencompass_configs/): the benchmarks of the table in
+# opencompass_configs/benchmarks.py for the rows of the paper's table, each at 32, 64, 128 and 256
+# steps (gen length 256, block 256). OpenCompass fetches the benchmark data on first use.
+#   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]    (default: every benchmark of the table)
 #   environment (see opencompass_configs/models.py):
-#     EVAL_ROWS   comma-separated subset of base-k0,base-k0.1,mdm-k0,xdlm-k0.1 (default: the base
-#                 rows, plus mdm-k0 / xdlm-k0.1 when MDM_CKPT / XDLM_CKPT is set)
+#     EVAL_ROWS   comma-separated rows of the table (default: the base rows, plus mdm-k0 /
+#                 xdlm-k0.1 when MDM_CKPT / XDLM_CKPT is set)
 #     EVAL_STEPS  comma-separated subset of 32,64,128,256 (default: all)
 #     EVAL_CACHE, EVAL_THRESHOLD, EVAL_BLOCK_LENGTH: the faster, approximate sampler modes (not the
 #                 paper's protocol; the rows' abbr names them)
@@ -16,14 +16,10 @@
 #   then the table and plot: python scripts/eval_report.py outputs/opencompass
 source "$(dirname "$0")/common.sh"
 WORK=${EVAL_WORK_DIR:-outputs/opencompass}
-benchmarks=("$@")
-[ ${#benchmarks[@]} -gt 0 ] || benchmarks=(gsm8k math humaneval mbpp bbh)
-for b in "${benchmarks[@]}"; do
-  if [ ! -f "opencompass_configs/eval_$b.py" ]; then
-    echo "unknown benchmark '$b': choose from gsm8k, math, humaneval, mbpp, bbh" >&2
-    exit 2
-  fi
-done
-for b in "${benchmarks[@]}"; do
-  "${OPENCOMPASS[@]}" "opencompass_configs/eval_$b.py" -w "$WORK/$b"
+# "NAME CONFIG" per benchmark asked for (all by default); an unknown name is refused, naming the choices
+listing=$("$PYTHON" opencompass_configs/benchmarks.py "$@")
+mapfile -t benchmarks <<< "$listing"
+for line in "${benchmarks[@]}"; do
+  read -r name config <<< "$line"
+  "${OPENCOMPASS[@]}" "$config" -w "$WORK/$name"
 done

@@ -12,24 +12,12 @@ import argparse
 import csv
 import glob
 import os
-import re
+import sys
 
-# benchmark: (OpenCompass dataset abbr, metric) of its headline score in the summary
-BENCHMARKS = {
-    "GSM8K": ("gsm8k", "accuracy"),
-    "MATH": ("math", "accuracy"),
-    "HumanEval": ("openai_humaneval", "humaneval_pass@1"),
-    "MBPP": ("mbpp", "score"),
-    "BBH": ("bbh", "naive_average"),
-}
-ROWS = ("base-k0", "base-k0.1", "mdm-k0", "xdlm-k0.1")  # the model abbrs are ROW-sSTEPS (models.py)
-# The paper's table at 32 steps (LLaDA-8B-Base; after 600 steps of continual pretraining with each
-# loss). "~": read off the paper's radar chart. The paper gives no base-k0.1 numbers.
-PAPER = {
-    "base-k0": {"GSM8K": "42.7", "MATH": "24.5", "HumanEval": "4.8", "MBPP": "6.8", "BBH": "5.5"},
-    "mdm-k0": {"GSM8K": "~42", "MATH": "~26", "HumanEval": "~2.8", "MBPP": "4.4", "BBH": "~6.8"},
-    "xdlm-k0.1": {"GSM8K": "~43", "MATH": "~30", "HumanEval": "~4.8", "MBPP": "15.0", "BBH": "~11"},
-}
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from opencompass_configs.benchmarks import BENCHMARKS, PAPER_STEPS, ROWS, STEPS, parse_abbr  # noqa: E402
+
+TITLES = [b.title for b in BENCHMARKS.values()]
 
 
 def read_scores(run_dir):
@@ -38,7 +26,7 @@ def read_scores(run_dir):
     if not files:
         raise SystemExit(f"RUN_DIR {run_dir!r}: no OpenCompass summary (summary/summary_*.csv) under it; "
                          "run scripts/eval_opencompass.sh first")
-    wanted = {v: k for k, v in BENCHMARKS.items()}
+    wanted = {(b.dataset, b.metric): b.title for b in BENCHMARKS.values()}
     scores = {}
     for path in sorted(files, key=lambda p: os.path.basename(p)):  # summary_<timestamp>.csv: oldest first
         with open(path) as f:
@@ -47,32 +35,34 @@ def read_scores(run_dir):
                 if bench is None:
                     continue
                 for abbr, value in line.items():
-                    found = re.fullmatch(r"(.+)-s(\d+)(?:-(.+))?", abbr or "")
+                    found = parse_abbr(abbr)
                     if found and value not in (None, "", "-"):
-                        row, steps, mode = found.groups()
+                        row, steps, mode = found
                         # A row sampled faster than the paper's protocol (models.py: -b32, -dual, -t0.9)
                         # keeps its mode in its name: it is never merged with, or compared as, a paper row.
                         row = f"{row} [{mode}]" if mode else row
-                        scores.setdefault((row, int(steps)), {})[bench] = float(value)
+                        scores.setdefault((row, steps), {})[bench] = float(value)
     if not scores:
-        raise SystemExit(f"RUN_DIR {run_dir!r}: its summaries hold none of {', '.join(BENCHMARKS)} for models "
+        raise SystemExit(f"RUN_DIR {run_dir!r}: its summaries hold none of {', '.join(TITLES)} for models "
                          "named ROW-sSTEPS (opencompass_configs/models.py)")
     return scores
 
 
 def row_order(row):
     base = row.split(" [")[0]
-    return (ROWS.index(base) if base in ROWS else len(ROWS), " [" in row, row)
+    return (list(ROWS).index(base) if base in ROWS else len(ROWS), " [" in row, row)
 
 
 def markdown(scores):
-    lines = ["| row | steps | " + " | ".join(BENCHMARKS) + " |", "| --- | --- |" + " --- |" * len(BENCHMARKS)]
+    lines = ["| row | steps | " + " | ".join(TITLES) + " |", "| --- | --- |" + " --- |" * len(TITLES)]
     for row, steps in sorted(scores, key=lambda rs: (row_order(rs[0]), rs[1])):
-        cells = [f"{scores[row, steps][b]:.1f}" if b in scores[row, steps] else "-" for b in BENCHMARKS]
+        cells = [f"{scores[row, steps][b]:.1f}" if b in scores[row, steps] else "-" for b in TITLES]
         lines.append(f"| {row} | {steps} | " + " | ".join(cells) + " |")
-    for row, paper in PAPER.items():
-        lines.append(f"| {row} (paper) | 32 | " + " | ".join(paper[b] for b in BENCHMARKS) + " |")
-    return ("Scores (%) of this run, and the paper's at 32 steps (gen length 256, block 256; "
+    for row in ROWS:
+        if any(row in b.paper for b in BENCHMARKS.values()):
+            cells = [b.paper.get(row, "-") for b in BENCHMARKS.values()]
+            lines.append(f"| {row} (paper) | {PAPER_STEPS} | " + " | ".join(cells) + " |")
+    return (f"Scores (%) of this run, and the paper's at {PAPER_STEPS} steps (gen length 256, block 256; "
             "~: read off the paper's radar chart). A row with [mode] was sampled with a faster, approximate "
             "mode (block length, KV cache, confidence threshold): not comparable with the paper's numbers."
             "\n\n" + "\n".join(lines) + "\n")
@@ -85,19 +75,20 @@ def plot(scores, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(BENCHMARKS), figsize=(4 * len(BENCHMARKS), 3.6), squeeze=False)
+    paper = {b.title: b.paper for b in BENCHMARKS.values()}
     rows = sorted({row for row, _ in scores}, key=row_order)
     colors = {row: f"C{i}" for i, row in enumerate(rows)}
-    for ax, bench in zip(axes[0], BENCHMARKS):
+    for ax, bench in zip(axes[0], TITLES):
         for row in rows:
             points = sorted((s, v[bench]) for (r, s), v in scores.items() if r == row and bench in v)
             if points:
                 ax.plot(*zip(*points), marker="o", color=colors[row], label=row)
-            if bench in PAPER.get(row, {}):
-                ax.plot([32], [float(PAPER[row][bench].lstrip("~"))], marker="*", markersize=12, linestyle="",
+            if row in paper[bench]:
+                ax.plot([PAPER_STEPS], [float(paper[bench][row].lstrip("~"))], marker="*", markersize=12, linestyle="",
                         color=colors[row], label=f"{row} (paper)")
         ax.set_xscale("log", base=2)
-        ax.set_xticks([32, 64, 128, 256], ["32", "64", "128", "256"])
-        ax.set_xlim(26, 315)
+        ax.set_xticks(STEPS, [str(s) for s in STEPS])
+        ax.set_xlim(min(STEPS) / 1.23, max(STEPS) * 1.23)
         ax.set_title(bench)
         ax.set_xlabel("steps")
         ax.set_ylabel("score (%)")

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from helpers import ROOT
+from opencompass_configs import benchmarks
 
-BENCHMARKS = {"gsm8k": 1, "math": 1, "humaneval": 1, "mbpp": 1, "bbh": 27}
+PAPER_BENCHMARKS = {"gsm8k": 1, "math": 1, "humaneval": 1, "mbpp": 1, "bbh": 27}  # the paper's: their dataset counts
 CKPTS = dict(LLADA_BASE="/models/base", MDM_CKPT="/models/mdm", XDLM_CKPT="/models/xdlm")
 
 
@@ -26,14 +27,19 @@ def load(name, monkeypatch, **env):
         monkeypatch.delenv(var, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    file = name if name.endswith(".py") else f"eval_{name}.py"
+    file = name if name.endswith(".py") else benchmarks.BENCHMARKS[name].config
     return Config.fromfile(os.path.join(ROOT, "opencompass_configs", file), format_python_code=False)
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
+def test_the_table_holds_the_papers_benchmarks():
+    assert set(PAPER_BENCHMARKS) <= set(benchmarks.BENCHMARKS)
+    assert [benchmarks.BENCHMARKS[b].title for b in PAPER_BENCHMARKS] == ["GSM8K", "MATH", "HumanEval", "MBPP", "BBH"]
+
+
+@pytest.mark.parametrize("name", benchmarks.BENCHMARKS)
 def test_benchmark_configs_hold_the_papers_four_rows_at_four_step_counts(name, monkeypatch):
     cfg = load(name, monkeypatch, **CKPTS)
-    assert len(cfg.datasets) == BENCHMARKS[name]
+    assert len(cfg.datasets) == PAPER_BENCHMARKS.get(name, len(cfg.datasets)) >= 1
     rows = {(m.path, m.k) for m in cfg.models}
     assert rows == {("/models/base", 0.0), ("/models/base", 0.1), ("/models/mdm", 0.0), ("/models/xdlm", 0.1)}
     assert sorted({m.steps for m in cfg.models}) == [32, 64, 128, 256] and len(cfg.models) == 16
@@ -88,7 +94,37 @@ def test_an_accelerated_row_says_so_in_its_abbr_and_passes_its_mode(monkeypatch)
     assert prefix.abbr == "base-k0-s64-prefix"
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
+@pytest.mark.parametrize("name", benchmarks.BENCHMARKS)
+def test_each_benchmarks_headline_is_a_dataset_or_summary_group_of_its_config(name, monkeypatch):
+    """The line the report reads in OpenCompass's summary: a dataset abbr of the config, or one of
+    its summarizer's groups (BBH's average over its 27 tasks)."""
+    cfg = load(name, monkeypatch, EVAL_ROWS="base-k0", EVAL_STEPS="32")
+    groups = {g["name"] for g in cfg.get("summarizer", {}).get("summary_groups", [])}
+    assert benchmarks.BENCHMARKS[name].dataset in {d["abbr"] for d in cfg.datasets} | groups
+
+
+def test_an_abbr_parses_back_to_the_row_steps_and_mode_it_was_written_from():
+    modes = {benchmarks.sampler_mode(b, c, t) for b in (256, 32, 8) for c in ("none", "prefix", "dual")
+             for t in (None, 0.9, 1.0, 0.0)}
+    assert len(modes) == 3 * 3 * 4 and "" in modes and "b32-dual-t0.9" in modes
+    for row in benchmarks.ROWS:
+        for steps in benchmarks.STEPS + (8, 1024):
+            for mode in modes:
+                assert benchmarks.parse_abbr(benchmarks.model_abbr(row, steps, mode)) == (row, steps, mode)
+    for other in ("tiny-xdlm-k0.0", "base-k0", "base-k0-sx", "", None):
+        assert benchmarks.parse_abbr(other) is None
+
+
+def test_the_configs_abbrs_name_each_models_row_and_step_count(monkeypatch):
+    for env in ({}, dict(EVAL_CACHE="dual", EVAL_THRESHOLD="0.9", EVAL_BLOCK_LENGTH="32")):
+        for m in load("gsm8k", monkeypatch, **CKPTS, **env).models:
+            row, steps, mode = benchmarks.parse_abbr(m.abbr)
+            assert (m.k, m.steps) == (benchmarks.ROWS[row].k, steps)
+            assert m.path == CKPTS[benchmarks.ROWS[row].variable]
+            assert mode == ("b32-dual-t0.9" if env else "")
+
+
+@pytest.mark.parametrize("name", PAPER_BENCHMARKS)
 def test_the_seed_readmes_config_names_are_our_configs(name, monkeypatch):
     seed = load(f"llada_base_gen_{name}_length256_block256.py", monkeypatch, **CKPTS)
     ours = load(name, monkeypatch, **CKPTS)
