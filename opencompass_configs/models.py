@@ -1,6 +1,7 @@
 # The rows of the paper's table (opencompass_configs/benchmarks.py: ROWS), each at 32, 64, 128 and 256
 # steps (gen length 256, block 256, temperature 0, low-confidence remasking), as in the paper's own
-# model list.
+# model list. Every checkpoint a chosen row needs is checked here, when a config loads: a model folder
+# (config.json and weights) or a hub id; anything else stops the run before any row.
 # Environment:
 #   EVAL_ROWS        comma-separated rows to run (default: the base rows, plus mdm-k0 when
 #                    MDM_CKPT is set and xdlm-k0.1 when XDLM_CKPT is set)
@@ -60,15 +61,27 @@ _block = int(_block)
 _mode = _table.sampler_mode(_block, _cache, _threshold)
 _left_out = [f"{r} (set {_table.ROWS[r].variable})" for r in _table.ROWS if r not in _chosen_rows + _runnable] + \
     [f"{r} (not in EVAL_ROWS)" for r in _table.ROWS if r in _runnable and r not in _chosen_rows]
+# Every checkpoint the chosen rows need, checked now: a bad one stops the run before any row.
+_given = {_table.ROWS[r].variable: os.environ.get(_table.ROWS[r].variable) or _table.ROWS[r].default
+          for r in _chosen_rows}
+_checkpoints, _problems = {}, []  # variable: (path, "folder" or "hub id")
+for _var, _value in _given.items():
+    try:
+        _checkpoints[_var] = _table.checkpoint(_var, _value)
+    except ValueError as e:
+        _problems.append(str(e))
+if _problems:
+    raise ValueError("; ".join(_problems))
 print(f"OpenCompass rows: {', '.join(_chosen_rows)} at steps {','.join(_chosen_steps)}"
       f"{' [' + _mode + ': not the paper protocol]' if _mode else ''}"
-      f"; left out: {', '.join(_left_out) or 'none'}")
+      f"; left out: {', '.join(_left_out) or 'none'}"
+      f"; checkpoints: {', '.join(f'{v}={path} ({kind})' for v, (path, kind) in _checkpoints.items())}")
 
 models = [
     dict(
         abbr=_table.model_abbr(_row, _steps, _mode),
         type="opencompass_llada.DiffusionLM",
-        path=os.environ.get(_table.ROWS[_row].variable) or _table.ROWS[_row].default,
+        path=_checkpoints[_table.ROWS[_row].variable][0],
         k=_table.ROWS[_row].k,
         steps=int(_steps),
         gen_length=256,
