@@ -1,9 +1,7 @@
-# The rows of the paper's table, each at 32, 64, 128 and 256 steps (gen length 256, block 256,
-# temperature 0, low-confidence remasking), as in the paper's own model list:
-#   base-k0     LLaDA-8B-Base, LLaDA's sampler
-#   base-k0.1   LLaDA-8B-Base, the XDLM sampler (k = 0.1)
-#   mdm-k0      the checkpoint continually pretrained with the MDM loss, LLaDA's sampler
-#   xdlm-k0.1   the checkpoint continually pretrained with the XDLM loss, the XDLM sampler
+# The rows of the paper's table (opencompass_configs/benchmarks.py: ROWS), each at 32, 64, 128 and 256
+# steps (gen length 256, block 256, temperature 0, low-confidence remasking), as in the paper's own
+# model list. Every checkpoint a chosen row needs is checked here, when a config loads: a model folder
+# (config.json and weights) or a hub id; anything else stops the run before any row.
 # Environment:
 #   EVAL_ROWS        comma-separated rows to run (default: the base rows, plus mdm-k0 when
 #                    MDM_CKPT is set and xdlm-k0.1 when XDLM_CKPT is set)
@@ -21,24 +19,25 @@
 #   EVAL_BLOCK_LENGTH  block length (default 256, the paper's; Fast-dLLM uses 32 with a cache)
 import os
 
-_rows = {  # row: (checkpoint variable, default checkpoint, k)
-    "base-k0": ("LLADA_BASE", "GSAI-ML/LLaDA-8B-Base", 0.0),
-    "base-k0.1": ("LLADA_BASE", "GSAI-ML/LLaDA-8B-Base", 0.1),
-    "mdm-k0": ("MDM_CKPT", None, 0.0),
-    "xdlm-k0.1": ("XDLM_CKPT", None, 0.1),
-}
-_step_choices = (32, 64, 128, 256)
-_runnable = [r for r, (var, default, _) in _rows.items() if default or os.environ.get(var)]
+# mmengine's config loader turns import statements (but of a few core modules) into lazy placeholders:
+# the table is imported by a call (this repository must be on PYTHONPATH, as for the model's type). The
+# loader rebuilds every tuple bound at a config's top level by calling its type, which a NamedTuple
+# refuses: the table's rows are read through _table, never bound here.
+_table = __import__("opencompass_configs.benchmarks", fromlist=["ROWS"])
+_step_choices = _table.STEPS
+_runnable = [r for r, (var, default, _) in _table.ROWS.items() if default or os.environ.get(var)]
 _chosen_rows = [r.strip() for r in os.environ.get("EVAL_ROWS", ",".join(_runnable)).split(",") if r.strip()]
-_chosen_steps = [s.strip() for s in os.environ.get("EVAL_STEPS", "32,64,128,256").split(",") if s.strip()]
-if not _chosen_rows or set(_chosen_rows) - set(_rows):
-    raise ValueError(f"EVAL_ROWS={os.environ.get('EVAL_ROWS')!r}: choose a comma-separated subset of {', '.join(_rows)}")
+_chosen_steps = [s.strip() for s in os.environ.get("EVAL_STEPS", ",".join(map(str, _step_choices))).split(",")
+                 if s.strip()]
+if not _chosen_rows or set(_chosen_rows) - set(_table.ROWS):
+    raise ValueError(f"EVAL_ROWS={os.environ.get('EVAL_ROWS')!r}: choose a comma-separated subset of "
+                     f"{', '.join(_table.ROWS)}")
 if not _chosen_steps or set(_chosen_steps) - {str(s) for s in _step_choices}:
     raise ValueError(f"EVAL_STEPS={os.environ.get('EVAL_STEPS')!r}: choose a comma-separated subset of "
                      f"{', '.join(map(str, _step_choices))}")
 for _row in _chosen_rows:
-    if _rows[_row][1] is None and not os.environ.get(_rows[_row][0]):
-        raise ValueError(f"EVAL_ROWS includes {_row}: set {_rows[_row][0]} to its checkpoint folder, "
+    if _table.ROWS[_row].default is None and not os.environ.get(_table.ROWS[_row].variable):
+        raise ValueError(f"EVAL_ROWS includes {_row}: set {_table.ROWS[_row].variable} to its checkpoint folder, "
                          f"or leave the row out of EVAL_ROWS")
 _batch_size = os.environ.get("EVAL_BATCH_SIZE", "8")
 if not _batch_size.isdigit() or int(_batch_size) < 1:
@@ -59,20 +58,31 @@ if not _block.isdigit() or int(_block) < 1 or 256 % int(_block) or any(int(s) % 
                      f"divide every step count ({', '.join(_chosen_steps)})")
 _block = int(_block)
 # Anything but the paper's exact sampler (block 256, no cache, no threshold) says so in its abbr.
-_mode = (f"-b{_block}" if _block != 256 else "") + (f"-{_cache}" if _cache != "none" else "") + \
-    (f"-t{_threshold:g}" if _threshold is not None else "")
-_left_out = [f"{r} (set {_rows[r][0]})" for r in _rows if r not in _chosen_rows and r not in _runnable] + \
-    [f"{r} (not in EVAL_ROWS)" for r in _rows if r not in _chosen_rows and r in _runnable]
+_mode = _table.sampler_mode(_block, _cache, _threshold)
+_left_out = [f"{r} (set {_table.ROWS[r].variable})" for r in _table.ROWS if r not in _chosen_rows + _runnable] + \
+    [f"{r} (not in EVAL_ROWS)" for r in _table.ROWS if r in _runnable and r not in _chosen_rows]
+# Every checkpoint the chosen rows need, checked now: a bad one stops the run before any row.
+_given = {_table.ROWS[r].variable: os.environ.get(_table.ROWS[r].variable) or _table.ROWS[r].default
+          for r in _chosen_rows}
+_checkpoints, _problems = {}, []  # variable: (path, "folder" or "hub id")
+for _var, _value in _given.items():
+    try:
+        _checkpoints[_var] = _table.checkpoint(_var, _value)
+    except ValueError as e:
+        _problems.append(str(e))
+if _problems:
+    raise ValueError("; ".join(_problems))
 print(f"OpenCompass rows: {', '.join(_chosen_rows)} at steps {','.join(_chosen_steps)}"
-      f"{' [' + _mode.lstrip('-') + ': not the paper protocol]' if _mode else ''}"
-      f"; left out: {', '.join(_left_out) or 'none'}")
+      f"{' [' + _mode + ': not the paper protocol]' if _mode else ''}"
+      f"; left out: {', '.join(_left_out) or 'none'}"
+      f"; checkpoints: {', '.join(f'{v}={path} ({kind})' for v, (path, kind) in _checkpoints.items())}")
 
 models = [
     dict(
-        abbr=f"{_row}-s{_steps}{_mode}",
+        abbr=_table.model_abbr(_row, _steps, _mode),
         type="opencompass_llada.DiffusionLM",
-        path=os.environ.get(_rows[_row][0]) or _rows[_row][1],
-        k=_rows[_row][2],
+        path=_checkpoints[_table.ROWS[_row].variable][0],
+        k=_table.ROWS[_row].k,
         steps=int(_steps),
         gen_length=256,
         block_length=_block,

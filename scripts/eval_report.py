@@ -1,104 +1,189 @@
-"""Table and plot of an evaluation run beside the paper's numbers.
+"""Table and plot of OpenCompass evaluations beside the paper's numbers, each number with the
+evaluation and the checkpoint it came from.
 
-Reads every OpenCompass summary CSV under RUN_DIR (e.g. outputs/opencompass, where
-scripts/eval_opencompass.sh writes one work folder per benchmark; runs of single rows or step
-counts are merged, a later run's value winning) and writes RUN_DIR/report.md (score per row and
-step count, and the paper's 32-step numbers) and RUN_DIR/report.png (score against steps, one line
-per row, one panel per benchmark, the paper's numbers as stars at 32 steps).
+An evaluation is what one OpenCompass launch leaves in its work folder (<time>/ under the folder
+given with -w): configs/<time>_<pid>.py, the models (abbr, checkpoint path) and datasets it ran, as
+OpenCompass wrote them, and, once it finished, summary/summary_<time>.csv. Every evaluation under
+RUN_DIR (e.g. outputs/opencompass, where scripts/eval_opencompass.sh writes one folder per benchmark)
+is read, oldest first; the latest evaluation of a (row, steps, benchmark) decides its cell: its
+score, "failed" (it produced no score: a task failed) or "no summary" (it never finished). An older
+score is never shown in its place. Writes RUN_DIR/report.md: the scores per row and step count,
+which rows are comparable with the paper's numbers (the paper's exact sampler at its step count),
+the paper's numbers, and for every cell its evaluation and checkpoint; and RUN_DIR/report.png (score
+against steps, one line per row, one panel per benchmark, the paper's numbers as stars).
 
 usage: python scripts/eval_report.py RUN_DIR
+       python scripts/eval_report.py --check WORK_DIR   (exit 1 naming each task of the latest
+                                                         evaluation under WORK_DIR that has no result)
 """
 import argparse
 import csv
 import glob
+import json
 import os
-import re
+import sys
 
-# benchmark: (OpenCompass dataset abbr, metric) of its headline score in the summary
-BENCHMARKS = {
-    "GSM8K": ("gsm8k", "accuracy"),
-    "MATH": ("math", "accuracy"),
-    "HumanEval": ("openai_humaneval", "humaneval_pass@1"),
-    "MBPP": ("mbpp", "score"),
-    "BBH": ("bbh", "naive_average"),
-}
-ROWS = ("base-k0", "base-k0.1", "mdm-k0", "xdlm-k0.1")  # the model abbrs are ROW-sSTEPS (models.py)
-# The paper's table at 32 steps (LLaDA-8B-Base; after 600 steps of continual pretraining with each
-# loss). "~": read off the paper's radar chart. The paper gives no base-k0.1 numbers.
-PAPER = {
-    "base-k0": {"GSM8K": "42.7", "MATH": "24.5", "HumanEval": "4.8", "MBPP": "6.8", "BBH": "5.5"},
-    "mdm-k0": {"GSM8K": "~42", "MATH": "~26", "HumanEval": "~2.8", "MBPP": "4.4", "BBH": "~6.8"},
-    "xdlm-k0.1": {"GSM8K": "~43", "MATH": "~30", "HumanEval": "~4.8", "MBPP": "15.0", "BBH": "~11"},
-}
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from opencompass_configs.benchmarks import BENCHMARKS, PAPER_STEPS, ROWS, STEPS, parse_abbr  # noqa: E402
 
 
-def read_scores(run_dir):
-    """{(row, steps): {benchmark: score}} from all summary CSVs under run_dir, oldest first."""
-    files = glob.glob(os.path.join(run_dir, "**", "summary", "summary_*.csv"), recursive=True)
-    if not files:
-        raise SystemExit(f"RUN_DIR {run_dir!r}: no OpenCompass summary (summary/summary_*.csv) under it; "
-                         "run scripts/eval_opencompass.sh first")
-    wanted = {v: k for k, v in BENCHMARKS.items()}
-    scores = {}
-    for path in sorted(files, key=lambda p: os.path.basename(p)):  # summary_<timestamp>.csv: oldest first
-        with open(path) as f:
-            for line in csv.DictReader(f):
-                bench = wanted.get((line["dataset"], line["metric"]))
-                if bench is None:
-                    continue
-                for abbr, value in line.items():
-                    found = re.fullmatch(r"(.+)-s(\d+)(?:-(.+))?", abbr or "")
-                    if found and value not in (None, "", "-"):
-                        row, steps, mode = found.groups()
-                        # A row sampled faster than the paper's protocol (models.py: -b32, -dual, -t0.9)
-                        # keeps its mode in its name: it is never merged with, or compared as, a paper row.
-                        row = f"{row} [{mode}]" if mode else row
-                        scores.setdefault((row, int(steps)), {})[bench] = float(value)
-    if not scores:
-        raise SystemExit(f"RUN_DIR {run_dir!r}: its summaries hold none of {', '.join(BENCHMARKS)} for models "
+def evaluations(run_dir):
+    """[(work folder, time, config)] of every evaluation under run_dir, oldest first."""
+    from mmengine.config import Config
+
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(run_dir), "**", "configs", "*_*.py"), recursive=True):
+        folder = os.path.dirname(os.path.dirname(path))
+        time = os.path.basename(path)[:-len(".py")].rsplit("_", 1)[0]  # <time>_<pid>.py
+        found.append((time, folder, Config.fromfile(path, format_python_code=False)))
+    if not found:
+        raise SystemExit(f"{run_dir!r}: no OpenCompass evaluation under it (a work folder's "
+                         "configs/<time>_<pid>.py); run scripts/eval_opencompass.sh first")
+    return [(folder, time, cfg) for time, folder, cfg in sorted(found, key=lambda f: f[:2])]
+
+
+def failed_tasks(folder, cfg):
+    """[(task, why, its logs)] of each (model, dataset) of the evaluation without a score: OpenCompass
+    writes results/<model>/<dataset>.json for each task that scored, and exits 0 either way."""
+    from opencompass.utils import dataset_abbr_from_cfg, get_infer_output_path, model_abbr_from_cfg
+
+    failed = []
+    for model in cfg.models:
+        for dataset in cfg.datasets:
+            result = get_infer_output_path(model, dataset, os.path.join(folder, "results"))
+            try:
+                with open(result) as f:
+                    error = json.load(f).get("error")
+            except FileNotFoundError:
+                error = "no result"
+            except (OSError, ValueError, AttributeError) as e:
+                error = f"unreadable result ({type(e).__name__}: {e})"
+            if error:
+                task = f"{model_abbr_from_cfg(model)}/{dataset_abbr_from_cfg(dataset)}"
+                logs = [os.path.join(folder, "logs", stage, task + ".out") for stage in ("infer", "eval")]
+                failed.append((task, str(error), [log for log in logs if os.path.isfile(log)]))
+    return failed
+
+
+def check(work_dir):
+    """Exit 1 naming every failed task of the latest evaluation under work_dir."""
+    folder, _, cfg = evaluations(work_dir)[-1]
+    failed = failed_tasks(folder, cfg)
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(cfg.models) * len(cfg.datasets)} OpenCompass task(s) failed in "
+                         f"{folder}:\n" + "\n".join(f"  {task}: {why}" + (f" (see {', '.join(logs)})" if logs else "")
+                                                    for task, why, logs in failed))
+    print(f"all {len(cfg.models) * len(cfg.datasets)} OpenCompass task(s) of {folder} have results")
+
+
+def read_cells(run_dir):
+    """{(row, steps, benchmark): cell} from the latest evaluation of each, where row carries the
+    sampler's mode ("xdlm-k0.1 [b32-dual]") and cell is a dict: score (None unless it scored), status
+    ("ok", "failed" or "no summary"), evaluation (its work folder under run_dir, and the time when
+    that is not the folder's name) and checkpoint."""
+    from opencompass.utils import dataset_abbr_from_cfg
+
+    cells = {}
+    for folder, time, cfg in evaluations(run_dir):
+        groups = {g["name"] for g in (cfg.get("summarizer") or {}).get("summary_groups", [])}
+        ran = {dataset_abbr_from_cfg(d) for d in cfg.datasets} | groups
+        summary = {}
+        try:
+            with open(os.path.join(folder, "summary", f"summary_{time}.csv")) as f:
+                summary = {(line["dataset"], line["metric"]): line for line in csv.DictReader(f)}
+            status = "failed"
+        except FileNotFoundError:
+            status = "no summary"
+        where = os.path.relpath(folder, run_dir) + ("" if os.path.basename(folder) == time else f" @{time}")
+        for model in cfg.models:
+            found = parse_abbr(model.get("abbr"))
+            if not found:
+                continue
+            row, steps, mode = found
+            # A row sampled faster than the paper's protocol (models.py: -b32, -dual, -t0.9) keeps its mode
+            # in its name: it is never merged with, or compared as, a paper row.
+            row = f"{row} [{mode}]" if mode else row
+            for name, bench in BENCHMARKS.items():
+                if bench.dataset in ran:
+                    value = summary.get((bench.dataset, bench.metric), {}).get(model["abbr"])
+                    score = float(value) if value not in (None, "", "-") else None
+                    cells[row, steps, name] = dict(score=score, status="ok" if score is not None else status,
+                                                   evaluation=where, checkpoint=model.get("path", "?"))
+    if not cells:
+        raise SystemExit(f"RUN_DIR {run_dir!r}: its evaluations ran none of {', '.join(BENCHMARKS)} for models "
                          "named ROW-sSTEPS (opencompass_configs/models.py)")
-    return scores
+    return cells
 
 
 def row_order(row):
     base = row.split(" [")[0]
-    return (ROWS.index(base) if base in ROWS else len(ROWS), " [" in row, row)
+    return (list(ROWS).index(base) if base in ROWS else len(ROWS), " [" in row, row)
 
 
-def markdown(scores):
-    lines = ["| row | steps | " + " | ".join(BENCHMARKS) + " |", "| --- | --- |" + " --- |" * len(BENCHMARKS)]
-    for row, steps in sorted(scores, key=lambda rs: (row_order(rs[0]), rs[1])):
-        cells = [f"{scores[row, steps][b]:.1f}" if b in scores[row, steps] else "-" for b in BENCHMARKS]
-        lines.append(f"| {row} | {steps} | " + " | ".join(cells) + " |")
-    for row, paper in PAPER.items():
-        lines.append(f"| {row} (paper) | 32 | " + " | ".join(paper[b] for b in BENCHMARKS) + " |")
-    return ("Scores (%) of this run, and the paper's at 32 steps (gen length 256, block 256; "
-            "~: read off the paper's radar chart). A row with [mode] was sampled with a faster, approximate "
-            "mode (block length, KV cache, confidence threshold): not comparable with the paper's numbers."
-            "\n\n" + "\n".join(lines) + "\n")
+def comparable(row, steps):
+    """Whether a row's scores compare with the paper's numbers, and if not, why."""
+    if " [" in row:
+        return "no: a faster sampler"
+    if not any(row in b.paper for b in BENCHMARKS.values()):
+        return "no: the paper has no numbers for it"
+    return "yes" if steps == PAPER_STEPS else f"no: the paper's numbers are at {PAPER_STEPS} steps"
 
 
-def plot(scores, path):
+def markdown(cells):
+    titles = [b.title for b in BENCHMARKS.values()]
+    lines = ["| row | steps | " + " | ".join(titles) + " | vs paper |", "| --- | --- |" + " --- |" * (len(titles) + 1)]
+    for row, steps in sorted({(r, s) for r, s, _ in cells}, key=lambda rs: (row_order(rs[0]), rs[1])):
+        shown = [cells.get((row, steps, name)) for name in BENCHMARKS]
+        shown = ["-" if c is None else f"{c['score']:.1f}" if c["score"] is not None else c["status"] for c in shown]
+        lines.append(f"| {row} | {steps} | " + " | ".join(shown) + f" | {comparable(row, steps)} |")
+    for row in ROWS:
+        if any(row in b.paper for b in BENCHMARKS.values()):
+            shown = [b.paper.get(row, "-") for b in BENCHMARKS.values()]
+            lines.append(f"| {row} (paper) | {PAPER_STEPS} | " + " | ".join(shown) + " | the paper's |")
+    sources = ["| row | steps | benchmark | score | evaluation | checkpoint |", "| --- | --- | --- | --- | --- | --- |"]
+    for (row, steps, name), c in sorted(cells.items(), key=lambda kv: (row_order(kv[0][0]), kv[0][1],
+                                                                        list(BENCHMARKS).index(kv[0][2]))):
+        score = f"{c['score']:.1f}" if c["score"] is not None else c["status"]
+        sources.append(f"| {row} | {steps} | {BENCHMARKS[name].title} | {score} | {c['evaluation']} | "
+                       f"{c['checkpoint']} |")
+    notes = []
+    for row in sorted({r for r, _, _ in cells}, key=row_order):
+        ckpts = sorted({c["checkpoint"] for (r, _, _), c in cells.items() if r == row and c["score"] is not None})
+        if len(ckpts) > 1:
+            notes.append(f"- {row}: its scores come from {len(ckpts)} checkpoints ({', '.join(ckpts)}); "
+                         "see where each came from below.")
+    return (f"Scores (%) of the latest evaluation of each row, step count and benchmark, and the paper's at "
+            f"{PAPER_STEPS} steps (gen length 256, block 256; ~: read off the paper's radar chart). \"failed\": the "
+            "latest evaluation produced no score (a task failed; see its work folder's logs/); \"no summary\": it "
+            "did not finish; \"-\": not evaluated. A row with [mode] was sampled with a faster, approximate mode "
+            "(block length, KV cache, confidence threshold). Only rows marked \"yes\" compare with the paper's "
+            "numbers.\n\n" + "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+            + "\nWhere each cell came from (the evaluation: its work folder under this folder):\n\n"
+            + "\n".join(sources) + "\n")
+
+
+def plot(cells, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(BENCHMARKS), figsize=(4 * len(BENCHMARKS), 3.6), squeeze=False)
-    rows = sorted({row for row, _ in scores}, key=row_order)
+    rows = sorted({row for row, _, _ in cells}, key=row_order)
     colors = {row: f"C{i}" for i, row in enumerate(rows)}
-    for ax, bench in zip(axes[0], BENCHMARKS):
+    for ax, (name, bench) in zip(axes[0], BENCHMARKS.items()):
         for row in rows:
-            points = sorted((s, v[bench]) for (r, s), v in scores.items() if r == row and bench in v)
+            points = sorted((s, c["score"]) for (r, s, b), c in cells.items()
+                            if r == row and b == name and c["score"] is not None)
             if points:
                 ax.plot(*zip(*points), marker="o", color=colors[row], label=row)
-            if bench in PAPER.get(row, {}):
-                ax.plot([32], [float(PAPER[row][bench].lstrip("~"))], marker="*", markersize=12, linestyle="",
-                        color=colors[row], label=f"{row} (paper)")
+            if row in bench.paper:
+                ax.plot([PAPER_STEPS], [float(bench.paper[row].lstrip("~"))], marker="*", markersize=12,
+                        linestyle="", color=colors[row], label=f"{row} (paper)")
         ax.set_xscale("log", base=2)
-        ax.set_xticks([32, 64, 128, 256], ["32", "64", "128", "256"])
-        ax.set_xlim(26, 315)
-        ax.set_title(bench)
+        ax.set_xticks(STEPS, [str(s) for s in STEPS])
+        ax.set_xlim(min(STEPS) / 1.23, max(STEPS) * 1.23)
+        ax.set_title(bench.title)
         ax.set_xlabel("steps")
         ax.set_ylabel("score (%)")
     legend = {}  # one entry per line over all panels
@@ -111,17 +196,21 @@ def plot(scores, path):
     plt.close(fig)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", help="folder holding OpenCompass work folders (e.g. outputs/opencompass)")
-    args = ap.parse_args()
+    ap.add_argument("--check", action="store_true",
+                    help="only check the latest evaluation under RUN_DIR: exit 1 naming each task without a result")
+    args = ap.parse_args(argv)
     if not os.path.isdir(args.run_dir):
         raise SystemExit(f"RUN_DIR {args.run_dir!r} is not a folder")
-    scores = read_scores(args.run_dir)
-    table = markdown(scores)
+    if args.check:
+        return check(args.run_dir)
+    cells = read_cells(args.run_dir)
+    table = markdown(cells)
     with open(os.path.join(args.run_dir, "report.md"), "w") as f:
         f.write(table)
-    plot(scores, os.path.join(args.run_dir, "report.png"))
+    plot(cells, os.path.join(args.run_dir, "report.png"))
     print(table + f"\nwrote {os.path.join(args.run_dir, 'report.md')} and report.png")
 
 
