@@ -1,6 +1,6 @@
 """XDLM: mixed mask / uniform-noise discrete diffusion, its forward process and loss.
 
-Notation (see README "The math"): N vocabulary size (mask id included), m the mask
+Notation (see docs/math.md): N vocabulary size (mask id included), m the mask
 id, k the mixing ratio, alpha = alpha_t the signal rate, beta = 1 - alpha,
 r(e) = k/N + (1 - k)[e = m] the stationary noise, p the model's distribution with
 p(m) = 0.

@@ -27,9 +27,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from experiment_common import SAMPLER_MODES, held_out_prompts  # noqa: E402
 from generate import generate, load_model, sampling_device_and_dtype  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-from tradeoff_tiny import held_out_prompts  # noqa: E402
 
 # Random-weight shapes: the tiny default's (scripts/make_tiny.py, vocabulary 512) and LLaDA-8B's.
 SHAPES = {
@@ -38,17 +38,14 @@ SHAPES = {
     "8b": dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
                embedding_size=126464, mask_token_id=126336, rope_theta=500000.0),
 }
-# name: (cache, threshold); the first is the reference every ratio and agreement is taken against.
-# 0.9 is Fast-dLLM's threshold; the tiny model is rarely that confident, so 0.1 shows the rule at work.
-MODES = {"exact": ("none", None), "prefix": ("prefix", None), "dual": ("dual", None),
-         "prefix-t0.9": ("prefix", 0.9), "dual-t0.9": ("dual", 0.9), "dual-t0.1": ("dual", 0.1)}
 
 
 def parse_modes(text):
     names = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in names if m not in MODES]
+    bad = [m for m in names if m not in SAMPLER_MODES]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"--modes: choose a comma-separated subset of {', '.join(MODES)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--modes: choose a comma-separated subset of {', '.join(SAMPLER_MODES)}, "
+                                         f"got {text!r}")
     return ["exact"] + [m for m in names if m != "exact"]  # the reference always runs
 
 
@@ -63,7 +60,8 @@ def main(argv=None):
     ap.add_argument("--block_length", type=int, default=32)
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--k", type=float, default=0.0, help="sampler k (0: LLaDA's sampler)")
-    ap.add_argument("--modes", type=parse_modes, default=list(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    ap.add_argument("--modes", type=parse_modes, default=list(SAMPLER_MODES),
+                    help=f"comma-separated subset of {', '.join(SAMPLER_MODES)}")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
     args = ap.parse_args(argv)
@@ -99,12 +97,11 @@ def main(argv=None):
     generate(model, prompts[:, :8], **{**settings, "steps": args.gen_length // args.block_length})  # warm-up
     results = {}
     for name in args.modes:
-        cache, threshold = MODES[name]
         stats = {}
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = generate(model, prompts, cache=cache, threshold=threshold, stats=stats, **settings)
+        out = generate(model, prompts, stats=stats, **settings, **SAMPLER_MODES[name])
         if device == "cuda":
             torch.cuda.synchronize()
         results[name] = (time.perf_counter() - start, out[:, args.prompt_length:], stats)

@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 export PYTHON=${PYTHON:-.venv/bin/python}  # exported: scripts that call scripts use the same one
-[[ $PYTHON != */* || $PYTHON == /* ]] || PYTHON=$ROOT/$PYTHON  # a relative one survives a cd (eval_tiny.sh)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 DEEPSPEED=("$PYTHON" -m deepspeed.launcher.runner)
 # Where DeepSpeed keeps the ops it compiles (without a GPU: a shared-memory op, built by setup.sh).

@@ -25,8 +25,8 @@ with open(sys.argv[2], "w") as f:
         f.write(json.dumps(row) + "\n")
 PYEOF
 
-cd "$WORK"  # OpenCompass writes tmp/ and .cache/ into the folder it runs in
-"${OPENCOMPASS[@]}" "$ROOT/opencompass_configs/eval_tiny.py" -w . --debug 2>&1 | tee opencompass.log
-# OpenCompass exits 0 even when a task failed: every task of this evaluation must have given a result.
-"$PYTHON" "$ROOT/scripts/eval_report.py" --check .
-echo "summary: $WORK/$(ls -td -- */ | head -n 1)summary"
+"${OPENCOMPASS[@]}" opencompass_configs/eval_tiny.py -w "$WORK" --debug 2>&1 | tee "$WORK/opencompass.log"
+# OpenCompass exits 0 even when a task failed: every task must have its result.
+"$PYTHON" scripts/eval_report.py --check "$WORK"
+latest=$(ls -td -- "$WORK"/*/ | head -n 1)
+echo "summary: $latest"summary

@@ -6,7 +6,7 @@ block is exactly one independent document followed by its eos.
 
   part 2  from scratch: one row per k (0: MDLM, 0.1 and 0.5: XDLM, 1: uniform diffusion), each
           trained for --steps with the same data, shape, learning rate and --seeds seeds;
-          validation NELBO under its own k (the trainer's fixed grid, tiny_report.validation_nelbo)
+          validation NELBO under its own k (the trainer's fixed grid, experiment_common.validation_nelbo)
           and unconditional samples from the ancestral sampler at temperature 1 with each of
           --sample_steps: exact gen-NLL per token under the source and unigram entropy;
   part 3  continued pretraining: every k = 0 model of part 2 continued for --continue_steps with
@@ -17,11 +17,11 @@ block is exactly one independent document followed by its eos.
 
 Every training is llada_cpt.py in a subprocess; --jobs stages run at once, each on its own
 thread(s). Writes OUT/results.csv, OUT/results.md and OUT/fig1.png. A rerun reuses finished
-stages and refuses an OUT made with other settings.
+stages and refuses an OUT made with other settings. The stage workers and trainers end with this
+process, also under kill -9 (Linux), so the same command right after goes on where it stopped.
 usage: python scripts/fig1_tiny.py [--out outputs/fig1_tiny] [--seeds 3] [--steps 1500] [--jobs 2] [...]
 """
 import argparse
-import csv
 import json
 import math
 import multiprocessing
@@ -37,51 +37,24 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import make_tiny  # noqa: E402
-import tradeoff_tiny  # noqa: E402
+from experiment_common import (CONTINUED_K, FINISHED_TRAINING, cached_nelbo, end_with_parent, finite_float,  # noqa: E402
+                               float_grid, load_on_cpu, mean_spread, refuse_other_settings, require_at_least_one,
+                               sample_entropy, step_grid, train_stage, write_csv, write_json, write_llada_config)
 from generate import generate  # noqa: E402
-from hmm_language import entropy_per_token, random_source  # noqa: E402
+from hmm_language import (SYMBOL_NAMES, completion_metrics, entropy_per_token, make_tokenizer, sample_metrics,  # noqa: E402
+                          source_of, to_text)
 
-SYMBOL_NAMES = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-CONTINUED_K = {"mdm": 0.0, "xdm": 0.1}
 # Literal seeds of the language's data streams.
 TRAIN_DATA_SEED, VALID_DATA_SEED, PROMPT_SEED, ENTROPY_SEED = 101, 202, 303, 404
 FIELDS = ("part", "model", "train_k", "sampler", "sampler_k", "steps", "metric", "mean", "spread", "seeds")
 
 
 # ---------------------------------------------------------------------------
-# The language, its tokenizer and the model config
+# The language's files and the model config
 # ---------------------------------------------------------------------------
 
 def row_name(k):
     return "MDLM (k=0)" if k == 0 else "UDLM (k=1)" if k == 1 else f"XDLM k={k:g}"
-
-
-def source_of(args):
-    """The seeded source; its outputs are the symbols 0 .. --symbols - 1 and the eos (id
-    --symbols), which only the noise writes inside a document. Its noise is uniform over every
-    token a model can write (all but the mask), so every sample has finite likelihood."""
-    return random_source(args.language_seed, args.symbols, args.words, args.word_min, args.word_max,
-                         args.successors, args.noise, n_outputs=args.symbols + 1)
-
-
-def make_tokenizer(n_symbols):
-    """WordLevel over space-separated symbols: symbol i is id i, eos is id n_symbols (also the
-    pad), the mask id n_symbols + 1."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {name: i for i, name in enumerate(SYMBOL_NAMES[:n_symbols])}
-    vocab[make_tiny.EOS], vocab[make_tiny.MASK] = n_symbols, n_symbols + 1
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=make_tiny.MASK))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.add_special_tokens([make_tiny.EOS, make_tiny.MASK])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=make_tiny.EOS, pad_token=make_tiny.EOS,
-                                   mask_token=make_tiny.MASK)
-
-
-def to_text(row, n_symbols):
-    return " ".join(make_tiny.EOS if t == n_symbols else SYMBOL_NAMES[t] for t in row.tolist())
 
 
 def make_language(args, source):
@@ -100,12 +73,10 @@ def make_language(args, source):
                 f.write(json.dumps({"text": to_text(row, args.symbols)}) + "\n")
     tokenizer = make_tokenizer(args.symbols)
     tokenizer.save_pretrained(os.path.join(lang, "model"))
-    config = make_tiny.llada_config(tokenizer)
-    config.update(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, n_kv_heads=args.n_heads,
-                  mlp_hidden_size=4 * args.d_model, max_sequence_length=args.block_size,
-                  embedding_size=len(tokenizer))  # no padded ids the samplers could write
-    with open(os.path.join(lang, "model", "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+    write_llada_config(os.path.join(lang, "model"), tokenizer, d_model=args.d_model, n_layers=args.n_layers,
+                       n_heads=args.n_heads, n_kv_heads=args.n_heads, mlp_hidden_size=4 * args.d_model,
+                       max_sequence_length=args.block_size,
+                       embedding_size=len(tokenizer))  # no padded ids the samplers could write
     # Held-out prompts from the noise-free source: the starts of noise-free documents.
     prompts = source.sample(args.prompts, args.prompt_length, torch.Generator().manual_seed(PROMPT_SEED), noise=False)
     with open(os.path.join(lang, "prompts.json"), "w") as f:
@@ -113,33 +84,9 @@ def make_language(args, source):
     valid = source.sample(args.samples, doc, torch.Generator().manual_seed(VALID_DATA_SEED))
     h, se = entropy_per_token(source, doc, args.entropy_samples, torch.Generator().manual_seed(ENTROPY_SEED))
     floor = dict(doc_entropy=h, doc_entropy_se=se, block_entropy=h * doc / args.block_size,
-                 block_entropy_se=se * doc / args.block_size, data_unigram_entropy=tradeoff_tiny.sample_entropy(valid))
-    with open(os.path.join(lang, "floor.json"), "w") as f:
-        json.dump(floor, f)
+                 block_entropy_se=se * doc / args.block_size, data_unigram_entropy=sample_entropy(valid))
+    write_json(os.path.join(lang, "floor.json"), floor)
     return floor
-
-
-# ---------------------------------------------------------------------------
-# Metrics of samples, exact under the source
-# ---------------------------------------------------------------------------
-
-def sample_metrics(source, blocks, eos):
-    """Unconditional blocks [n, block_size]: gen-NLL per document token (-log p of the first
-    block_size - 1 tokens, averaged), their unigram entropy, and the fraction whose last token is
-    not the eos every training block ends with."""
-    doc = blocks[:, :-1]
-    return dict(gen_nll=float((-source.log_prob(doc) / doc.shape[1]).mean()),
-                entropy=tradeoff_tiny.sample_entropy(doc), no_final_eos=float((blocks[:, -1] != eos).double().mean()))
-
-
-def completion_metrics(source, prompts, completions, eos):
-    """Completions [n, C] of prompts [n, P] (a block's last C tokens, the eos slot last): the
-    failure rate (the noise-free source cannot emit prompt + completion, or the last token is not
-    the eos) and the gen-NLL per completion token, -log p(completion | prompt) / (C - 1)."""
-    full = torch.cat([prompts, completions[:, :-1]], 1)
-    fail = ~source.can_emit(full) | (completions[:, -1] != eos)
-    nll = (source.log_prob(prompts) - source.log_prob(full)) / (completions.shape[1] - 1)
-    return dict(failure=float(fail.double().mean()), gen_nll=float(nll.mean()))
 
 
 # ---------------------------------------------------------------------------
@@ -151,8 +98,8 @@ def evaluate(args, name, model_dir, train_k, confidence_ks, seed):
     confidence-sampler completions at temperature 0 for each k in confidence_ks."""
     source = source_of(args)
     eos = args.symbols
-    result = dict(nelbo=tradeoff_tiny.nelbo(args, name, model_dir, train_k), ancestral={}, confidence={})
-    model = tradeoff_tiny.load(model_dir)
+    result = dict(nelbo=cached_nelbo(args, name, model_dir, train_k), ancestral={}, confidence={})
+    model = load_on_cpu(model_dir)
     empty = torch.zeros(args.samples, 0, dtype=torch.long)
     for steps in args.sample_grid:
         torch.manual_seed(seed)
@@ -186,12 +133,12 @@ def run_stage(args, stage, threads):
         os.dup2(log.fileno(), 2)
         started, cpu = time.time(), cpu_seconds()
         if stage["kind"] == "train":
-            tradeoff_tiny.train(args, stage["name"], "mdm" if stage["k"] == 0 else "xdm", stage["steps"],
-                                init=stage["init"], k=None if stage["k"] == 0 else stage["k"], seed=stage["seed"])
+            train_stage(args, stage["name"], "mdm" if stage["k"] == 0 else "xdm", stage["steps"],
+                        init=stage["init"], k=None if stage["k"] == 0 else stage["k"], seed=stage["seed"])
         else:
-            result = evaluate(args, stage["model"], stage["model_dir"], stage["k"], stage["confidence_ks"], stage["seed"])
-            with open(stage["result"], "w") as f:
-                json.dump(result, f)
+            result = evaluate(args, stage["model"], stage["model_dir"], stage["k"], stage["confidence_ks"],
+                              stage["seed"])
+            write_json(stage["result"], result)
         return dict(wall_s=round(time.time() - started, 1), cpu_s=round(cpu_seconds() - cpu, 1))
 
 
@@ -203,18 +150,19 @@ def stages(args):
         for k in args.k_values:
             name = f"scratch_k{k}_seed{seed}"
             train.append(dict(name=name, kind="train", k=k, steps=args.steps, init=None, seed=seed, needs=(),
-                              done=os.path.join(out, name, "model.safetensors")))
-            evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name), seed=seed,
-                              confidence_ks=(0.0, 0.1) if k == 0 else (), needs=(name,),
+                              done=os.path.join(out, name, FINISHED_TRAINING)))
+            evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name),
+                              seed=seed, confidence_ks=(0.0, 0.1) if k == 0 else (), needs=(name,),
                               result=os.path.join(out, f"result_{name}.json")))
     for seed in range(args.seeds):
         base = f"scratch_k0.0_seed{seed}"
         for method, k in CONTINUED_K.items():
             name = f"continued_{method}_seed{seed}"
             train.append(dict(name=name, kind="train", k=k, steps=args.continue_steps, init=os.path.join(out, base),
-                              seed=seed, needs=(base,), done=os.path.join(out, name, "model.safetensors")))
-            evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name), seed=seed,
-                              confidence_ks=(k,), needs=(name,), result=os.path.join(out, f"result_{name}.json")))
+                              seed=seed, needs=(base,), done=os.path.join(out, name, FINISHED_TRAINING)))
+            evals.append(dict(name="eval_" + name, kind="eval", k=k, model=name, model_dir=os.path.join(out, name),
+                              seed=seed, confidence_ks=(k,), needs=(name,),
+                              result=os.path.join(out, f"result_{name}.json")))
     train.sort(key=lambda s: (s["k"] != 0 or s["init"] is not None, s["init"] is not None))
     for s in evals:
         s["done"] = s["result"]
@@ -222,7 +170,9 @@ def stages(args):
 
 
 def run_stages(args, todo):
-    """Runs the stages not yet done, --jobs at a time, each when the stages it needs are done."""
+    """Runs the stages not yet done, --jobs at a time, each when the stages it needs are done. The
+    workers (and their trainers) end with this process, also under kill -9: none is left holding
+    a stage's output folder, so a rerun right after goes on where this one stopped."""
     done = {s["name"] for s in todo if os.path.exists(s["done"])}
     pending = [s for s in todo if s["name"] not in done]
     if not pending:
@@ -230,7 +180,8 @@ def run_stages(args, todo):
     threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // args.jobs))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)  # the trainer subprocesses too
     bar = tqdm(total=len(pending), desc=f"stages ({args.jobs} at a time; logs in {args.out}/logs)")
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=end_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         running = {}
         while pending or running:
             for s in list(pending):
@@ -259,13 +210,6 @@ def run_stages(args, todo):
 # Report
 # ---------------------------------------------------------------------------
 
-def mean_spread(values):
-    """Mean and sample standard deviation over seeds (0 with one seed)."""
-    mean = sum(values) / len(values)
-    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, spread
-
-
 def collect(args, floor):
     """The rows of results.csv: one per (model, sampler, steps, metric), mean and spread over seeds."""
     results = {}
@@ -292,7 +236,8 @@ def collect(args, floor):
         for steps in args.sample_grid:
             for metric in ("gen_nll", "entropy", "no_final_eos"):
                 add(part, model, k, "ancestral", k, steps, metric, [r["ancestral"][str(steps)][metric] for r in res])
-            add(part, model, k, "ancestral", k, steps, "gen_ppl", [math.exp(r["ancestral"][str(steps)]["gen_nll"]) for r in res])
+            add(part, model, k, "ancestral", k, steps, "gen_ppl",
+                [math.exp(r["ancestral"][str(steps)]["gen_nll"]) for r in res])
         for ck in ([0.0, 0.1] if prefix == "scratch_k0.0" else [k] if part == "3" else []):
             name = "base" if part == "2" else model
             for steps in args.completion_grid:
@@ -307,10 +252,7 @@ def cell(row, digits=3):
 
 
 def write_outputs(args, rows, floor):
-    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(os.path.join(args.out, "results.csv"), FIELDS, rows)
     get = {(r["part"], r["model"], r["sampler"], r["sampler_k"], r["steps"], r["metric"]): r for r in rows}
     L = args.block_size
     lines = [f"Source: entropy of a document ({L - 1} tokens) per token {floor['doc_entropy']:.4f} ± "
@@ -330,7 +272,8 @@ def write_outputs(args, rows, floor):
     part2 = [(row_name(k), k) for k in args.k_values]
     part3 = [(f"continued {m}", k) for m, k in CONTINUED_K.items()]
     lines += ancestral_table("2", part2, "gen_nll", "Part 2, from scratch: ancestral sampler, temperature 1, "
-                             f"{args.samples} unconditional samples: gen-NLL per token (data: {floor['doc_entropy']:.3f})")
+                             f"{args.samples} unconditional samples: gen-NLL per token "
+                             f"(data: {floor['doc_entropy']:.3f})")
     lines += ancestral_table("2", part2, "entropy", "Part 2: unigram entropy of the samples (nats; data: "
                              f"{floor['data_unigram_entropy']:.3f})")
     lines += ancestral_table("3", part3, "gen_nll", "Part 3, continued from each k = 0 model (its part-2 row is "
@@ -360,7 +303,8 @@ def plot(args, get, floor, part2):
     for m, k in part2:
         nelbo = get[("2", m, "", "", "", "nelbo")]
         ppl = get[("2", m, "ancestral", k, at, "gen_ppl")]
-        ax.errorbar(nelbo["mean"], ppl["mean"], xerr=nelbo["spread"], yerr=ppl["spread"], marker="o", capsize=3, label=m)
+        ax.errorbar(nelbo["mean"], ppl["mean"], xerr=nelbo["spread"], yerr=ppl["spread"], marker="o", capsize=3,
+                    label=m)
         series = [get[("2", m, "ancestral", k, s, "gen_ppl")] for s in args.sample_grid]
         bx.errorbar(args.sample_grid, [r["mean"] for r in series], yerr=[r["spread"] for r in series], marker="o",
                     capsize=3, label=m)
@@ -397,16 +341,6 @@ def plot(args, get, floor, part2):
 # Command line
 # ---------------------------------------------------------------------------
 
-def step_grid(ap, flag, text, most):
-    try:
-        grid = sorted({int(s) for s in text.split(",")})
-    except ValueError:
-        ap.error(f"--{flag} must be comma-separated integers, got {text!r}")
-    if not grid or grid[0] < 1 or grid[-1] > most:
-        ap.error(f"--{flag} must lie in [1, {most}], got {text!r}")
-    return grid
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="outputs/fig1_tiny")
@@ -421,7 +355,7 @@ def main(argv=None):
     g.add_argument("--word_min", type=int, default=3)
     g.add_argument("--word_max", type=int, default=6)
     g.add_argument("--successors", type=int, default=3, help="possible next words after each word")
-    g.add_argument("--noise", type=float, default=0.02, help="probability of a uniform replacement per token")
+    g.add_argument("--noise", type=finite_float, default=0.02, help="probability of a uniform replacement per token")
     g.add_argument("--train_docs", type=int, default=20000)
     g.add_argument("--valid_docs", type=int, default=1000)
     g.add_argument("--entropy_samples", type=int, default=20000, help="documents for the entropy estimate")
@@ -433,7 +367,7 @@ def main(argv=None):
     g.add_argument("--steps", type=int, default=1500, help="training steps from scratch")
     g.add_argument("--continue_steps", type=int, default=None, help="continued pretraining steps (default --steps)")
     g.add_argument("--batch_size", type=int, default=32)
-    g.add_argument("--learning_rate", type=float, default=2e-3)
+    g.add_argument("--learning_rate", type=finite_float, default=2e-3)
     g.add_argument("--warmup_steps", type=int, default=50)
     g = ap.add_argument_group("evaluation")
     g.add_argument("--eval_blocks", type=int, default=256, help="random validation blocks for the NELBO")
@@ -447,19 +381,20 @@ def main(argv=None):
     if args.continue_steps is None:
         args.continue_steps = args.steps
 
-    for name in ("jobs", "seeds", "words", "successors", "train_docs", "valid_docs", "entropy_samples", "d_model",
-                 "n_layers", "n_heads", "steps", "continue_steps", "batch_size", "eval_blocks", "samples", "prompts",
-                 "prompt_length", "completion_length"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    require_at_least_one(ap, args, ("jobs", "seeds", "words", "successors", "train_docs", "valid_docs",
+                                    "entropy_samples", "d_model", "n_layers", "n_heads", "steps", "continue_steps",
+                                    "batch_size", "eval_blocks", "samples", "prompts", "prompt_length",
+                                    "completion_length"))
     if not 2 <= args.symbols <= len(SYMBOL_NAMES):
         ap.error(f"--symbols must lie in [2, {len(SYMBOL_NAMES)}], got {args.symbols}")
     if not 1 <= args.word_min <= args.word_max:
-        ap.error(f"--word_min and --word_max must satisfy 1 <= word_min <= word_max, got {args.word_min}, {args.word_max}")
+        ap.error(f"--word_min and --word_max must satisfy 1 <= word_min <= word_max, got {args.word_min}, "
+                 f"{args.word_max}")
     if args.successors > args.words:
         ap.error(f"--successors ({args.successors}) cannot exceed --words ({args.words})")
     if args.words > args.symbols ** args.word_min:
-        ap.error(f"--words {args.words} distinct words do not exist with {args.symbols} symbols and --word_min {args.word_min}")
+        ap.error(f"--words {args.words} distinct words do not exist with {args.symbols} symbols and --word_min "
+                 f"{args.word_min}")
     if not 0 < args.noise < 1:
         ap.error(f"--noise must lie in (0, 1) (above 0 so every sample has finite likelihood), got {args.noise}")
     if args.d_model % args.n_heads:
@@ -471,17 +406,13 @@ def main(argv=None):
                  f"--block_size {args.block_size}: a prompt and its completion fill one training block")
     if args.completion_length < 2:
         ap.error(f"--completion_length must be at least 2 (a token and the eos slot), got {args.completion_length}")
-    try:
-        args.k_values = sorted({float(k) for k in args.ks.split(",")})
-    except ValueError:
-        ap.error(f"--ks must be comma-separated numbers, got {args.ks!r}")
+    args.k_values = float_grid(ap, "ks", args.ks)
     if args.k_values[0] != 0 or args.k_values[-1] > 1:
         ap.error(f"--ks must lie in [0, 1] and include 0 (part 3 continues the k = 0 models), got {args.ks!r}")
     args.sample_grid = step_grid(ap, "sample_steps", args.sample_steps, args.block_size)
     args.completion_grid = step_grid(ap, "completion_steps", args.completion_steps, args.completion_length)
-    args.tiny_dir = os.path.join(args.out, "language")  # the layout tradeoff_tiny's helpers read
-    tradeoff_tiny.refuse_other_settings(ap, args, ignore=("out", "jobs", "tiny_dir", "k_values", "sample_grid",
-                                                                 "completion_grid"))
+    args.tiny_dir = os.path.join(args.out, "language")  # the layout experiment_common's stages read
+    refuse_other_settings(ap, args, ignore=("out", "jobs", "tiny_dir", "k_values", "sample_grid", "completion_grid"))
 
     started = time.time()
     source = source_of(args)

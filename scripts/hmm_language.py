@@ -11,9 +11,16 @@ noise writes).
   log_prob(x)   exact log p(x) by the forward algorithm (float64, rescaled at every step);
   can_emit(x)   whether the noise-free source (noise = 0) can emit x, by exact set reachability;
   sample(...)   independent sequences, each started afresh in a random word's first state.
+
+Beside it, the language as the experiments use it: the source of a run's settings, its text form
+and tokenizer, and the metrics of samples and completions, exact under the source.
 """
 import numpy as np
 import torch
+
+from experiment_common import EOS, MASK, sample_entropy
+
+SYMBOL_NAMES = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class WordSource:
@@ -26,7 +33,8 @@ class WordSource:
         if bigram.shape != (W, W) or start.shape != (W,):
             raise ValueError(f"bigram must be [{W}, {W}] and start [{W}] for {W} words, got "
                              f"{tuple(bigram.shape)} and {tuple(start.shape)}")
-        if not (torch.allclose(bigram.sum(1), torch.ones(W, dtype=torch.float64)) and abs(float(start.sum()) - 1) < 1e-9):
+        rows_sum_to_one = torch.allclose(bigram.sum(1), torch.ones(W, dtype=torch.float64))
+        if not (rows_sum_to_one and abs(float(start.sum()) - 1) < 1e-9):
             raise ValueError("every row of bigram and start must sum to 1")
         if any(len(w) == 0 or min(w) < 0 or max(w) >= n_outputs for w in words):
             raise ValueError(f"words must be non-empty lists of tokens in [0, {n_outputs})")
@@ -123,3 +131,53 @@ def entropy_per_token(source, length, n, generator):
     nll = torch.cat([-source.log_prob(source.sample(min(4096, n - i), length, generator)) / length
                      for i in range(0, n, 4096)])
     return float(nll.mean()), float(nll.std() / len(nll) ** 0.5)
+
+
+# ---------------------------------------------------------------------------
+# The language as fig1_tiny.py and fast_sampling_quality.py use it
+# ---------------------------------------------------------------------------
+
+def source_of(settings):
+    """The seeded source of a run's settings (fig1_tiny.py's flags, or its settings.json); its
+    outputs are the symbols 0 .. symbols - 1 and the eos (id symbols), which only the noise writes
+    inside a document. Its noise is uniform over every token a model can write (all but the mask),
+    so every sample has finite likelihood."""
+    return random_source(settings.language_seed, settings.symbols, settings.words, settings.word_min,
+                         settings.word_max, settings.successors, settings.noise, n_outputs=settings.symbols + 1)
+
+
+def make_tokenizer(n_symbols):
+    """WordLevel over space-separated symbols: symbol i is id i, eos is id n_symbols (also the
+    pad), the mask id n_symbols + 1."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {name: i for i, name in enumerate(SYMBOL_NAMES[:n_symbols])}
+    vocab[EOS], vocab[MASK] = n_symbols, n_symbols + 1
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=MASK))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([EOS, MASK])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, mask_token=MASK)
+
+
+def to_text(row, n_symbols):
+    return " ".join(EOS if t == n_symbols else SYMBOL_NAMES[t] for t in row.tolist())
+
+
+def sample_metrics(source, blocks, eos):
+    """Unconditional blocks [n, block_size]: gen-NLL per document token (-log p of the first
+    block_size - 1 tokens, averaged), their unigram entropy, and the fraction whose last token is
+    not the eos every training block ends with."""
+    doc = blocks[:, :-1]
+    return dict(gen_nll=float((-source.log_prob(doc) / doc.shape[1]).mean()),
+                entropy=sample_entropy(doc), no_final_eos=float((blocks[:, -1] != eos).double().mean()))
+
+
+def completion_metrics(source, prompts, completions, eos):
+    """Completions [n, C] of prompts [n, P] (a block's last C tokens, the eos slot last): the
+    failure rate (the noise-free source cannot emit prompt + completion, or the last token is not
+    the eos) and the gen-NLL per completion token, -log p(completion | prompt) / (C - 1)."""
+    full = torch.cat([prompts, completions[:, :-1]], 1)
+    fail = ~source.can_emit(full) | (completions[:, -1] != eos)
+    nll = (source.log_prob(prompts) - source.log_prob(full)) / (completions.shape[1] - 1)
+    return dict(failure=float(fail.double().mean()), gen_nll=float(nll.mean()))

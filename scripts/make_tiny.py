@@ -17,15 +17,17 @@ import json
 import os
 import sysconfig
 
-MASK, EOS, PAD = "<|mdm_mask|>", "<|endoftext|>", "<|pad|>"
+from experiment_common import EOS, MASK, PAD, write_llada_config
+
 TINY_CONFIG = dict(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_size=512, max_sequence_length=512)
 
 
 def stdlib_sources(max_bytes):
     root = sysconfig.get_paths()["stdlib"]
+    skipped = ("test", "tests", "site-packages", "idle_test", "__pycache__")
     paths = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("test", "tests", "site-packages", "idle_test", "__pycache__"))
+        dirnames[:] = sorted(d for d in dirnames if d not in skipped)
         paths += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py")]
     total = 0
     for path in sorted(paths):
@@ -66,19 +68,6 @@ def train_tokenizer(texts, vocab_size):
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, mask_token=MASK)
 
 
-def llada_config(tokenizer):
-    n = len(tokenizer)
-    embedding_size = (n + 63) // 64 * 64  # LLaDA also pads its embedding past the tokenizer
-    return dict(
-        architectures=["LLaDAModelLM"], model_type="llada", vocab_size=n, embedding_size=embedding_size,
-        mlp_ratio=4, rope_theta=10000.0, rms_norm_eps=1e-5, weight_tying=False, include_bias=False,
-        include_qkv_bias=False, block_type="llama", activation_type="silu", layer_norm_type="rms", rope=True,
-        alibi=False, scale_logits=False, init_std=0.02, use_cache=False,
-        mask_token_id=tokenizer.mask_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        **TINY_CONFIG,
-    )
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=".tiny")
@@ -98,8 +87,7 @@ def main():
     train = write_corpus(args.out, args.corpus_bytes)
     tokenizer = train_tokenizer(train, args.vocab_size)
     tokenizer.save_pretrained(model_dir)
-    with open(os.path.join(model_dir, "config.json"), "w") as f:
-        json.dump(llada_config(tokenizer), f, indent=2)
+    write_llada_config(model_dir, tokenizer, **TINY_CONFIG)
     with open(recipe_file, "w") as f:
         json.dump(recipe, f)
     print(f"tiny corpus, tokenizer ({len(tokenizer)} tokens) and config written to {args.out}")

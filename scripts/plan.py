@@ -5,7 +5,7 @@ usage: python scripts/plan.py --model llada-8b --gpus 8 --gpu a100-80gb --block_
            --per_device_train_batch_size 1 --gradient_accumulation_steps 64 [--gradient_checkpointing] \
            [--fused_loss False] [--with_lora] [--mfu 0.4] [--nodes 2]
        python scripts/plan.py --model path/to/config.json ...      (a LLaDA config.json; other configs are refused)
-       python scripts/plan.py --paper_table                        (the README's "Will it fit?" table)
+       python scripts/plan.py --paper_table                        (the table of docs/planning.md)
 
 Memory is modelled from the ops of modeling_llada.py and xdlm_loss.py (what autograd keeps
 for backward, and the largest temporaries of the loss); tests/test_plan.py checks the count
@@ -35,7 +35,7 @@ LLADA_1B = dict(d_model=2048, n_layers=12, n_heads=16, n_kv_heads=16, mlp_hidden
                 embedding_size=126464, max_sequence_length=4096, mask_token_id=126336)
 LLADA_TINY = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=128, vocab_size=4096,
                   embedding_size=4096, max_sequence_length=256, mask_token_id=4000)
-# Dense bf16 tensor-core peak (TFLOP/s, without sparsity) and memory of the GPUs the README plans for.
+# Dense bf16 tensor-core peak (TFLOP/s, without sparsity) and memory of the GPUs docs/planning.md plans for.
 GPUS = {
     "a100-40gb": dict(mem_gib=40, tflops=312),
     "a100-80gb": dict(mem_gib=80, tflops=312),
@@ -583,11 +583,11 @@ def main(argv=None):
     ap.add_argument("--gradient_checkpointing", action="store_true")
     ap.add_argument("--with_lora", action="store_true")
     ap.add_argument("--lora_r", type=int, default=16)
-    ap.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation (see README)")
+    ap.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation (see docs/planning.md)")
     ap.add_argument("--deepspeed", default=os.path.join(ROOT, "ds_zero2_bf16_config_simp.json"),
                     help="DeepSpeed config whose bucket sizes and overlap_comm to use (\"auto\" or left out: as the "
                          "run gets them; the output says which)")
-    ap.add_argument("--paper_table", action="store_true", help="print the README's table and exit")
+    ap.add_argument("--paper_table", action="store_true", help="print the table of docs/planning.md and exit")
     args = ap.parse_args(argv)
     try:
         if args.paper_table:

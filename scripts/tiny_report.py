@@ -15,21 +15,10 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import llada_cpt  # noqa: E402
-
-
-def validation_nelbo(model_dir, tiny_dir, out_dir, training_method="xdm", block_size=64, max_eval_samples=256,
-                     eval_batch_size=64, extra=()):
-    """(metrics, trainer) of llada_cpt.py --do_eval on model_dir; trainer.eval_dataset holds the blocks."""
-    argv = ["--model_name_or_path", model_dir, "--train_file", os.path.join(tiny_dir, "train.jsonl"),
-            "--validation_file", os.path.join(tiny_dir, "valid.jsonl"), "--training_method", training_method,
-            "--block_size", str(block_size), "--max_eval_samples", str(max_eval_samples),
-            "--per_device_eval_batch_size", str(eval_batch_size), "--do_eval", "--output_dir", out_dir,
-            "--report_to", "none", "--dataloader_num_workers", "0", "--seed", "0", "--disable_tqdm", "True", *extra]
-    trainer = llada_cpt.main(argv)
-    with open(os.path.join(out_dir, "eval_results.json")) as f:
-        return json.load(f), trainer
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from experiment_common import validation_nelbo  # noqa: E402
 
 
 def unigram_log_probs(tokenizer, train_file):
@@ -69,7 +58,8 @@ def main():
     metrics, trainer = validation_nelbo(args.model_dir, args.tiny_dir, os.path.join(args.model_dir, "report"),
                                         args.training_method, args.block_size, args.max_eval_samples)
     blocks = trainer.eval_dataset["input_ids"]
-    unigram = unigram_cross_entropy(unigram_log_probs(trainer.processing_class, os.path.join(args.tiny_dir, "train.jsonl")), blocks)
+    log_probs = unigram_log_probs(trainer.processing_class, os.path.join(args.tiny_dir, "train.jsonl"))
+    unigram = unigram_cross_entropy(log_probs, blocks)
     nelbo = metrics["eval_nelbo"]
     print(f"\n--- validation, {len(blocks)} random blocks of {args.block_size} tokens (nats per token) ---")
     print(f"NELBO of the model: {nelbo:.3f}   unigram cross-entropy: {unigram:.3f}   ratio: {nelbo / unigram:.3f}")

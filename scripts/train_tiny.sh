@@ -3,7 +3,9 @@
 # architecture model from scratch on the Python standard library's source, on CPU,
 # offline, in a few minutes (1500 steps: well past the point where it starts to use context).
 # Extra flags pass through to llada_cpt.py and override. A few-minute run keeps no
-# checkpoints, so a rerun trains afresh and leaves no previous-<time>/ copies behind.
+# checkpoints: a rerun trains afresh and moves the previous model and its records into
+# $OUT/previous-<time>/ (--overwrite_output_dir). The held-out files are the validation
+# file, so the whole of train.jsonl is trained on (with or without --do_eval).
 #   usage: bash scripts/train_tiny.sh [--max_steps 40] [--output_dir DIR] [...]
 source "$(dirname "$0")/common.sh"
 tiny_setup
@@ -18,7 +20,7 @@ for i in "${!args[@]}"; do
 done
 
 "$PYTHON" llada_cpt.py \
-  --config_name "$TINY/model" --tokenizer_name "$TINY/model" --train_file "$TINY/train.jsonl" \
+  --config_name "$TINY/model" --tokenizer_name "$TINY/model" --train_file "$TINY/train.jsonl" --validation_file "$TINY/valid.jsonl" \
   "${TINY_TRAIN_FLAGS[@]}" --output_dir "$OUT" "$@"
 
 # A 32-step completion of the start of a function from the held-out files.

@@ -1,175 +1,189 @@
-"""scripts/eval_report.py on hand-made OpenCompass work folders (laid out as OpenCompass 0.5.4 writes
-them: <work>/<timestamp>/configs/<timestamp>_<pid>.py with the models and datasets it ran, results/
-MODEL/DATASET.json, summary/summary_<timestamp>.csv): one markdown table beside the paper's numbers,
-the checkpoint and evaluation of every cell, the latest evaluation deciding each cell, and --check
-naming the tasks that gave no result."""
-import json
+"""scripts/eval_report.py on OpenCompass work folders made here by hand, laid out as OpenCompass
+0.5.4 writes them (<time>/configs/<time>_<pid>.py, <time>/summary/summary_<time>.csv,
+<time>/results/<model>/<dataset>.json): one markdown table beside the paper's numbers, where each
+cell is the latest evaluation's (a failed or unfinished one is shown as such), each number's
+evaluation and checkpoint, which rows compare with the paper; and --check, which names failed tasks."""
 import os
 
+import pytest
+
+import eval_report
 from helpers import run_main
-from opencompass_configs.benchmarks import BENCHMARKS
+
+HEADER = ["dataset", "version", "metric", "mode"]
+PAPER_TITLES = ("GSM8K", "MATH", "HumanEval", "MBPP", "BBH")
 
 
-def dump(value):
-    """A value as OpenCompass's dumped configs write it (dicts as dict(key=value, ...))."""
-    if isinstance(value, dict):
-        return "dict(" + ", ".join(f"{k}={dump(v)}" for k, v in value.items()) + ")"
-    if isinstance(value, list):
-        return "[" + ", ".join(dump(v) for v in value) + "]"
-    return repr(value)
-
-
-def write_evaluation(work, stamp, models, datasets, summary=None, results=None, groups=()):
-    """One evaluation <work>/<stamp>/: the config it ran (models {abbr: checkpoint path}, dataset abbrs,
-    summary groups {name: subsets}), summary rows ([dataset, metric, value per model]; None: no summary)
-    and result files ({(model, dataset): result dict}; default: one for every task)."""
-    folder = os.path.join(work, stamp)
-    os.makedirs(os.path.join(folder, "configs"))
-    with open(os.path.join(folder, "configs", f"{stamp}_4242.py"), "w") as f:
-        f.write(f"datasets={dump([dict(abbr=d, type='opencompass.datasets.CustomDataset') for d in datasets])}\n")
-        wrapper = "opencompass_llada.DiffusionLM"
-        f.write(f"models={dump([dict(abbr=a, path=p, type=wrapper) for a, p in models.items()])}\n")
-        if groups:
-            f.write(f"summarizer={dump(dict(summary_groups=[dict(name=n, subsets=s) for n, s in groups.items()]))}\n")
-        f.write(f"work_dir={folder!r}\n")
-    if results is None:
-        results = {(m, d): {"score": 1.0} for m in models for d in datasets}
-    for (model, dataset), result in results.items():
-        os.makedirs(os.path.join(folder, "results", model), exist_ok=True)
-        with open(os.path.join(folder, "results", model, f"{dataset}.json"), "w") as f:
-            json.dump(result, f)
+def evaluation(run, folder, models, datasets, summary=None, groups=(), results=(), time=None):
+    """An evaluation in run/folder: its config (models {abbr: checkpoint}, dataset abbrs, summary
+    groups), its summary (lines of values in the models' order; None: it never finished) and the
+    results of the (model, dataset) tasks in `results`."""
+    time = time or os.path.basename(folder)
+    root = os.path.join(run, folder)
+    os.makedirs(os.path.join(root, "configs"))
+    with open(os.path.join(root, "configs", f"{time}_4242.py"), "w") as f:
+        f.write("models = [\n" + "".join(f"    dict(abbr={a!r}, path={p!r}, type='opencompass_llada.DiffusionLM'),\n"
+                                         for a, p in models.items()) + "]\n")
+        f.write("datasets = [\n" + "".join(f"    dict(abbr={d!r}, path='opencompass/{d}', type='x.Dataset'),\n"
+                                           for d in datasets) + "]\n")
+        f.write(f"summarizer = dict(summary_groups=[{', '.join(f'dict(name={g!r}, subsets=[])' for g in groups)}])\n")
     if summary is not None:
-        os.makedirs(os.path.join(folder, "summary"))
-        with open(os.path.join(folder, "summary", f"summary_{stamp}.csv"), "w") as f:
-            f.write(",".join(["dataset", "version", "metric", "mode", *models]) + "\n")
-            for dataset, metric, *values in summary:
-                f.write(",".join([dataset, "abc123", metric, "gen", *values]) + "\n")
-    return folder
+        os.makedirs(os.path.join(root, "summary"))
+        with open(os.path.join(root, "summary", f"summary_{time}.csv"), "w") as f:
+            f.write("\n".join(",".join(r) for r in [HEADER + list(models)] + summary) + "\n")
+    for abbr, dataset, content in results:
+        os.makedirs(os.path.join(root, "results", abbr), exist_ok=True)
+        with open(os.path.join(root, "results", abbr, f"{dataset}.json"), "w") as f:
+            f.write(content)
+    return root
 
 
-def report(run_dir, capsys, *flags):
-    """scripts/eval_report.py [FLAGS] RUN_DIR in this process: (exit code, stdout, stderr)."""
-    import eval_report
-
-    return run_main(eval_report.main, [*flags, str(run_dir)], capsys)
-
-
-def line(row, steps, **cells):
-    """A line of the score table: `cells` by benchmark name, "-" under the table's other benchmarks."""
-    assert set(cells) <= set(BENCHMARKS)
-    return f"| {row} | {steps} | " + " | ".join(cells.get(name, "-") for name in BENCHMARKS) + " |"
-
-
-def table_lines(run, capsys):
-    code, _, err = report(run, capsys)
+def report(run, capsys):
+    code, out, err = run_main(eval_report.main, [str(run)], capsys)
     assert code == 0, err
     return (run / "report.md").read_text().splitlines()
+
+
+def scores(lines):
+    """{(row, steps): {column: cell}} of the report's first table, whose columns are row, steps, one
+    per benchmark of the table (the paper's five among them) and "vs paper"."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("| row | steps |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    assert [c for c in header if c in PAPER_TITLES] == list(PAPER_TITLES) and header[-1] == "vs paper"
+    table = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        table[cells[0], int(cells[1])] = dict(zip(header[2:], cells[2:]))
+    return table
+
+
+def assert_row(table, key, vs_paper, **shown):
+    """A table row holds `shown` in those benchmarks' columns, "-" (not evaluated) in the others."""
+    cells = dict(table[key])
+    assert cells.pop("vs paper") == vs_paper, cells
+    assert cells == {k: shown.get(k, "-") for k in cells} and set(shown) <= set(cells), cells
 
 
 def test_report_merges_runs_and_places_each_score(tmp_path, capsys):
     run = tmp_path / "opencompass"
     # MBPP: two runs, the later one redoing base-k0 at 32 steps; BBH's average and a task row
-    write_evaluation(run / "mbpp", "20260101_000000", {"base-k0-s32": "/ckpt/base", "xdlm-k0.1-s32": "/ckpt/xdlm"},
-                     ["mbpp"], [["mbpp", "score", "5.00", "14.20"], ["mbpp", "pass", "25", "71"]])
-    write_evaluation(run / "mbpp", "20260102_000000", {"base-k0-s32": "/ckpt/base", "base-k0-s64": "/ckpt/base"},
-                     ["mbpp"], [["mbpp", "score", "6.80", "-"]])
-    write_evaluation(run / "bbh", "20260101_000000", {"base-k0-s32": "/ckpt/base", "base-k0-s256": "/ckpt/base"},
-                     ["bbh-navigate"], [["bbh-navigate", "score", "50.00", "60.00"],
-                                        ["bbh", "naive_average", "5.50", "7.25"]],
-                     groups={"bbh": ["bbh-navigate"]})
-    lines = table_lines(run, capsys)
-    assert any(x.startswith("| row | steps | GSM8K | MATH | HumanEval | MBPP | BBH |") for x in lines)
-    assert line("base-k0", 32, mbpp="6.8", bbh="5.5") in lines       # the later MBPP run wins
-    assert line("base-k0", 256, bbh="7.2") in lines
-    assert line("xdlm-k0.1", 32, mbpp="14.2") in lines
-    assert line("base-k0", 64, mbpp="failed") in lines  # run, and no score: said, not left out
-    assert line("xdlm-k0.1 (paper)", 32, gsm8k="~43", math="~30", humaneval="~4.8", mbpp="15.0", bbh="~11") in lines
-    assert line("base-k0 (paper)", 32, gsm8k="42.7", math="24.5", humaneval="4.8", mbpp="6.8", bbh="5.5") in lines
+    evaluation(run, "mbpp/20260101_000000", {"base-k0-s32": "/c/base", "xdlm-k0.1-s32": "/c/xdlm"}, ["mbpp"], [
+        ["mbpp", "830460", "score", "gen", "5.00", "14.20"],
+        ["mbpp", "830460", "pass", "gen", "25", "71"],
+    ])
+    evaluation(run, "mbpp/20260102_000000", {"base-k0-s32": "/c/base"}, ["mbpp"], [
+        ["mbpp", "830460", "score", "gen", "6.80"],
+    ])
+    evaluation(run, "bbh/20260101_000000", {"base-k0-s32": "/c/base", "base-k0-s256": "/c/base"},
+               ["bbh-navigate"], [
+                   ["bbh-navigate", "5a2b1c", "score", "gen", "50.00", "60.00"],
+                   ["bbh", "-", "naive_average", "gen", "5.50", "7.25"],
+               ], groups=["bbh"])
+    lines = report(run, capsys)
+    table = scores(lines)
+    assert_row(table, ("base-k0", 32), "yes", MBPP="6.8", BBH="5.5")  # the later MBPP run wins
+    assert_row(table, ("base-k0", 256), "no: the paper's numbers are at 32 steps", BBH="7.2")
+    assert_row(table, ("xdlm-k0.1", 32), "yes", MBPP="14.2")
+    assert {k: table["xdlm-k0.1 (paper)", 32][k] for k in PAPER_TITLES} == dict(
+        GSM8K="~43", MATH="~30", HumanEval="~4.8", MBPP="15.0", BBH="~11")
+    assert {k: table["base-k0 (paper)", 32][k] for k in PAPER_TITLES} == dict(
+        GSM8K="42.7", MATH="24.5", HumanEval="4.8", MBPP="6.8", BBH="5.5")
+    assert len(table) == 3 + 3  # three evaluated rows, the paper's three
+    # where each number came from
+    assert "| base-k0 | 32 | MBPP | 6.8 | mbpp/20260102_000000 | /c/base |" in lines
+    assert "| base-k0 | 32 | BBH | 5.5 | bbh/20260101_000000 | /c/base |" in lines
+    assert "| xdlm-k0.1 | 32 | MBPP | 14.2 | mbpp/20260101_000000 | /c/xdlm |" in lines
     assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_refuses_a_folder_without_evaluations_or_a_summary_without_its_config(tmp_path, capsys):
-    code, _, err = report(tmp_path, capsys)
-    assert code != 0 and "no OpenCompass summary or evaluation" in err
-    folder = write_evaluation(tmp_path / "mbpp", "20260101_000000", {"base-k0-s32": "/ckpt/base"}, ["mbpp"],
-                              [["mbpp", "score", "5.00"]])
-    os.remove(os.path.join(folder, "configs", "20260101_000000_4242.py"))
-    code, _, err = report(tmp_path, capsys)
-    assert code != 0 and f"{folder} has an OpenCompass summary but no configs/" in err
-
-
-def test_an_accelerated_row_is_never_merged_with_a_paper_protocol_row(tmp_path, capsys):
+def test_a_failed_or_unfinished_latest_evaluation_replaces_an_older_score(tmp_path, capsys):
     run = tmp_path / "opencompass"
-    write_evaluation(run / "mbpp", "20260101_000000",
-                     {"xdlm-k0.1-s32": "/ckpt/xdlm", "xdlm-k0.1-s32-b32-dual-t0.9": "/ckpt/xdlm"},
-                     ["mbpp"], [["mbpp", "score", "14.20", "12.00"]])
-    lines = table_lines(run, capsys)
-    assert line("xdlm-k0.1", 32, mbpp="14.2") in lines
-    assert line("xdlm-k0.1 [b32-dual-t0.9]", 32, mbpp="12.0") in lines
+    models = {"mdm-k0-s32": "/c/mdm-old", "mdm-k0-s64": "/c/mdm-old"}
+    evaluation(run, "mbpp/20260101_000000", models, ["mbpp"], [["mbpp", "830460", "score", "gen", "4.40", "5.00"]])
+    # a mistyped MDM_CKPT: its task failed, OpenCompass's summary says "-"
+    evaluation(run, "mbpp/20260102_000000", {"mdm-k0-s32": "/c/mdm-typo"}, ["mbpp"],
+               [["mbpp", "830460", "score", "gen", "-"]])
+    # the 64-step evaluation was killed before its summary
+    evaluation(run, "mbpp/20260103_000000", {"mdm-k0-s64": "/c/mdm-new"}, ["mbpp"], summary=None)
+    lines = report(run, capsys)
+    table = scores(lines)
+    assert_row(table, ("mdm-k0", 32), "yes", MBPP="failed")
+    assert_row(table, ("mdm-k0", 64), "no: the paper's numbers are at 32 steps", MBPP="no summary")
+    assert "| mdm-k0 | 32 | MBPP | failed | mbpp/20260102_000000 | /c/mdm-typo |" in lines
+    assert "| mdm-k0 | 64 | MBPP | no summary | mbpp/20260103_000000 | /c/mdm-new |" in lines
+    assert not any("4.4" in line or "5.0" in line for line in lines if line.startswith("| mdm-k0 |"))
 
 
-def test_a_failed_or_unfinished_latest_evaluation_is_shown_as_such_never_an_older_score(tmp_path, capsys):
-    """A mistyped checkpoint's row fails after the others ran: its older score must not stay as current."""
+def test_a_row_whose_scores_come_from_several_checkpoints_says_so(tmp_path, capsys):
     run = tmp_path / "opencompass"
-    write_evaluation(run / "mbpp", "20260101_000000", {"mdm-k0-s32": "/ckpt/mdm-old", "base-k0-s32": "/ckpt/base"},
-                     ["mbpp"], [["mbpp", "score", "3.90", "6.80"]])
-    write_evaluation(run / "gsm8k", "20260101_000000", {"mdm-k0-s32": "/ckpt/mdm-old"}, ["gsm8k"],
-                     [["gsm8k", "accuracy", "41.00"]])
-    write_evaluation(run / "mbpp", "20260105_000000", {"mdm-k0-s32": "/ckpt/mdm-new", "base-k0-s32": "/ckpt/base"},
-                     ["mbpp"], [["mbpp", "score", "-", "7.00"]], results={("base-k0-s32", "mbpp"): {"score": 7.0}})
-    write_evaluation(run / "gsm8k", "20260106_000000", {"mdm-k0-s32": "/ckpt/mdm-new"}, ["gsm8k"], summary=None)
-    lines = table_lines(run, capsys)
-    assert line("mdm-k0", 32, gsm8k="unfinished", mbpp="failed") in lines
-    assert line("base-k0", 32, mbpp="7.0") in lines
-    assert not any("3.9" in line or "41.0" in line for line in lines)  # the old checkpoint's scores are gone
-    # where each cell comes from: its checkpoint and its evaluation folder
-    assert "| mdm-k0 | 32 | GSM8K | unfinished | /ckpt/mdm-new | gsm8k/20260106_000000 |" in lines
-    assert "| mdm-k0 | 32 | MBPP | failed | /ckpt/mdm-new | mbpp/20260105_000000 |" in lines
-    assert "| base-k0 | 32 | MBPP | 7.0 | /ckpt/base | mbpp/20260105_000000 |" in lines
+    evaluation(run, "gsm8k/20260101_000000", {"xdlm-k0.1-s32": "/c/xdlm-a"}, ["gsm8k"],
+               [["gsm8k", "1d7fe4", "accuracy", "gen", "40.00"]])
+    evaluation(run, "math/20260101_000000", {"xdlm-k0.1-s32": "/c/xdlm-b"}, ["math"],
+               [["math", "393424", "accuracy", "gen", "30.00"]])
+    evaluation(run, "mbpp/20260101_000000", {"mdm-k0-s32": "/c/mdm"}, ["mbpp"],
+               [["mbpp", "830460", "score", "gen", "4.40"]])
+    lines = report(run, capsys)
+    assert "- xdlm-k0.1: its scores come from 2 checkpoints (/c/xdlm-a, /c/xdlm-b); see where each came from below." \
+        in lines
+    assert not any(line.startswith("- mdm-k0") for line in lines)
 
 
-def test_each_score_names_its_checkpoint_and_a_row_of_several_checkpoints_is_flagged(tmp_path, capsys):
+def test_an_evaluation_resumed_into_an_older_folder_is_dated_by_its_own_config(tmp_path, capsys):
+    """opencompass -r reuses a work folder: its config and summary carry the new time."""
     run = tmp_path / "opencompass"
-    write_evaluation(run / "mbpp", "20260101_000000", {"xdlm-k0.1-s32": "/ckpt/xdlm-600"}, ["mbpp"],
-                     [["mbpp", "score", "15.00"]])
-    write_evaluation(run / "math", "20260102_000000", {"xdlm-k0.1-s32": "/ckpt/xdlm-1200"}, ["math"],
-                     [["math", "accuracy", "31.00"]])
-    lines = table_lines(run, capsys)
-    assert line("xdlm-k0.1", 32, math="31.0", mbpp="15.0") in lines
-    assert "| xdlm-k0.1 | 32 | MBPP | 15.0 | /ckpt/xdlm-600 | mbpp/20260101_000000 |" in lines
-    assert "| xdlm-k0.1 | 32 | MATH | 31.0 | /ckpt/xdlm-1200 | math/20260102_000000 |" in lines
-    assert ("Warning: xdlm-k0.1 at 32 steps: its scores come from 2 checkpoints (/ckpt/xdlm-1200, /ckpt/xdlm-600)."
-            in lines)
+    evaluation(run, "mbpp/20260105_000000", {"base-k0-s32": "/c/a"}, ["mbpp"],
+               [["mbpp", "830460", "score", "gen", "7.00"]])
+    evaluation(run, "mbpp/20260101_000000", {"base-k0-s32": "/c/b"}, ["mbpp"],
+               [["mbpp", "830460", "score", "gen", "1.00"]], time="20260109_000000")
+    lines = report(run, capsys)
+    assert "| base-k0 | 32 | MBPP | 1.0 | mbpp/20260101_000000 @20260109_000000 | /c/b |" in lines
 
 
-def test_only_the_papers_protocol_at_its_step_count_in_a_row_it_reports_is_called_comparable(tmp_path, capsys):
+def test_which_rows_compare_with_the_papers_numbers(tmp_path, capsys):
     run = tmp_path / "opencompass"
-    models = {"base-k0-s32": "/b", "base-k0-s64": "/b", "base-k0.1-s32": "/b", "xdlm-k0.1-s32-dual": "/x",
-              "xdlm-k0.1-s32": "/x"}
-    write_evaluation(run / "mbpp", "20260101_000000", models, ["mbpp"], [["mbpp", "score", "1", "2", "3", "4", "5"]])
-    (line,) = [x for x in table_lines(run, capsys) if x.startswith("Comparable with the paper's numbers:")]
-    assert line.startswith("Comparable with the paper's numbers: base-k0 at 32 steps, xdlm-k0.1 at 32 steps (")
+    abbrs = ["base-k0-s32", "base-k0.1-s32", "xdlm-k0.1-s32-b32-dual-t0.9", "xdlm-k0.1-s32", "xdlm-k0.1-s128"]
+    evaluation(run, "mbpp/20260101_000000", dict.fromkeys(abbrs, "/c"), ["mbpp"],
+               [["mbpp", "830460", "score", "gen", "6.0", "7.0", "12.0", "14.2", "16.0"]])
+    table = scores(report(run, capsys))
+    assert_row(table, ("base-k0", 32), "yes", MBPP="6.0")
+    assert_row(table, ("base-k0.1", 32), "no: the paper has no numbers for it", MBPP="7.0")
+    assert_row(table, ("xdlm-k0.1", 32), "yes", MBPP="14.2")  # never merged with the faster row
+    assert_row(table, ("xdlm-k0.1", 128), "no: the paper's numbers are at 32 steps", MBPP="16.0")
+    assert_row(table, ("xdlm-k0.1 [b32-dual-t0.9]", 32), "no: a faster sampler", MBPP="12.0")
 
 
-def test_check_names_every_task_of_the_latest_evaluation_without_a_result(tmp_path, capsys):
-    work = tmp_path / "opencompass"
-    models = {"base-k0-s32": "/b", "mdm-k0-s32": "/m"}
-    # an older evaluation that failed does not count; the latest of each work folder does
-    write_evaluation(work / "gsm8k", "20260101_000000", models, ["gsm8k"], [["gsm8k", "accuracy", "1", "-"]],
-                     results={("base-k0-s32", "gsm8k"): {"accuracy": 1.0}})
-    write_evaluation(work / "gsm8k", "20260102_000000", models, ["gsm8k"], [["gsm8k", "accuracy", "1", "2"]])
-    code, out, err = report(work, capsys, "--check")
-    assert code == 0 and not err and "every task" in out
-    latest = write_evaluation(work / "bbh", "20260103_000000", models, ["bbh-navigate", "bbh-snarks"], summary=None,
-                              results={("base-k0-s32", "bbh-navigate"): {"score": 1.0},
-                                       ("base-k0-s32", "bbh-snarks"): {"error": "predictions do not match the data"},
-                                       ("mdm-k0-s32", "bbh-snarks"): {"score": 1.0}})
-    code, _, err = report(work, capsys, "--check")
+def test_report_refuses_a_folder_without_evaluations(tmp_path, capsys):
+    os.makedirs(tmp_path / "mbpp" / "20260101_000000" / "summary")  # a summary alone says nothing of its models
+    code, _, err = run_main(eval_report.main, [str(tmp_path)], capsys)
+    assert code != 0 and "no OpenCompass evaluation under it" in err
+
+
+def test_check_names_each_task_of_the_latest_evaluation_without_a_result(tmp_path, capsys):
+    work = tmp_path / "gsm8k"
+    models = {"base-k0-s32": "/c/base", "mdm-k0-s32": "/c/mdm"}
+    ok = '{"accuracy": 40.0}'
+    evaluation(work, "20260101_000000", models, ["gsm8k", "gsm8k-extra"], results=[
+        ("base-k0-s32", "gsm8k", ok), ("base-k0-s32", "gsm8k-extra", ok),
+        ("mdm-k0-s32", "gsm8k", '{"error": "No predictions found."}')])  # mdm-k0-s32/gsm8k-extra: none at all
+    os.makedirs(work / "20260101_000000" / "logs" / "infer" / "mdm-k0-s32")
+    (work / "20260101_000000" / "logs" / "infer" / "mdm-k0-s32" / "gsm8k-extra.out").write_text("OSError: ...")
+    code, _, err = run_main(eval_report.main, ["--check", str(work)], capsys)
     assert code == 1
-    assert err.splitlines() == [
-        f"failed: {latest}: base-k0-s32/bbh-snarks: predictions do not match the data",
-        f"failed: {latest}: mdm-k0-s32/bbh-navigate: no result (see {os.path.join(latest, 'logs')})",
-        f"failed: {latest}: no summary (OpenCompass stopped before writing summary/)",
-    ]
-    code, _, err = report(tmp_path / "opencompass" / "gsm8k", capsys, "--check")  # one work folder alone
-    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0] == f"2 of 4 OpenCompass task(s) failed in {work / '20260101_000000'}:"
+    assert lines[1:] == ["  mdm-k0-s32/gsm8k: No predictions found.",
+                         f"  mdm-k0-s32/gsm8k-extra: no result (see {work}/20260101_000000/logs/infer/mdm-k0-s32/"
+                         "gsm8k-extra.out)"]
+    # a later evaluation in which every task scored passes
+    evaluation(work, "20260102_000000", models, ["gsm8k"], results=[(m, "gsm8k", ok) for m in models])
+    code, out, err = run_main(eval_report.main, ["--check", str(work)], capsys)
+    assert code == 0 and "all 2 OpenCompass task(s)" in out and not err
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[1, 2]"])
+def test_check_counts_an_unreadable_result_as_failed(tmp_path, capsys, content):
+    evaluation(tmp_path, "20260101_000000", {"base-k0-s32": "/c"}, ["mbpp"], results=[("base-k0-s32", "mbpp", content)])
+    code, _, err = run_main(eval_report.main, ["--check", str(tmp_path)], capsys)
+    assert code == 1 and "base-k0-s32/mbpp: unreadable result" in err

@@ -1,17 +1,28 @@
 """scripts/hmm_language.py and scripts/fig1_tiny.py: the source's likelihood against brute-force
 enumeration of its generative story, its sampling frequencies, the noise-free "can the source emit
-this" test on hand-made sequences, one document per training block, and a reduced run."""
+this" test on hand-made sequences, the metrics of samples and completions, one document per
+training block, the flags refused before anything runs, and a reduced run (killed while it trains,
+then run again)."""
+import ast
 import csv
 import itertools
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 import data
+import fast_sampling_quality
 import fig1_tiny
-from helpers import run_main
+import hmm_language
+import tradeoff_tiny
+from experiment_common import trained
+from helpers import ROOT, run_main
 from hmm_language import WordSource
 
 
@@ -102,13 +113,13 @@ def test_completion_metrics_against_hand_computed_values():
     completions = torch.tensor([[2, 3, 2, eos],   # ab cdc, eos slot right: no failure
                                 [2, 3, 3, eos],   # a broken word: failure
                                 [1, 1, 1, 0]])    # bb bb bb but no eos: failure
-    m = fig1_tiny.completion_metrics(src, prompts, completions, eos)
+    m = hmm_language.completion_metrics(src, prompts, completions, eos)
     assert math.isclose(m["failure"], 2 / 3, rel_tol=1e-12)
     nll = [-(math.log(story_probability(p + c[:-1], 0.1)) - math.log(story_probability(p, 0.1))) / 3
            for p, c in zip(prompts.tolist(), completions.tolist())]
     assert math.isclose(m["gen_nll"], sum(nll) / 3, rel_tol=1e-9)
     blocks = torch.tensor([[0, 1, 2, eos], [1, 1, 1, 2]])
-    s = fig1_tiny.sample_metrics(src, blocks, eos)
+    s = hmm_language.sample_metrics(src, blocks, eos)
     assert math.isclose(s["no_final_eos"], 0.5, rel_tol=1e-12)
     expect = -(math.log(story_probability([0, 1, 2], 0.1)) + math.log(story_probability([1, 1, 1], 0.1))) / 6
     assert math.isclose(s["gen_nll"], expect, rel_tol=1e-9)
@@ -118,13 +129,148 @@ def test_each_training_block_is_one_document_and_its_eos():
     """The trainer's packing (texts + eos, cut into block_size blocks) of documents of
     block_size - 1 tokens, eos among them as noise, gives back each document followed by eos."""
     n_symbols, block_size = 6, 9
-    tok = fig1_tiny.make_tokenizer(n_symbols)
+    tok = hmm_language.make_tokenizer(n_symbols)
     assert (tok.eos_token_id, tok.mask_token_id, tok.pad_token_id, len(tok)) == (6, 7, 6, 8)
     docs = torch.randint(n_symbols + 1, (50, block_size - 1), generator=torch.Generator().manual_seed(3))
     docs[0, 4] = n_symbols  # an eos written by the noise inside a document
-    texts = [fig1_tiny.to_text(d, n_symbols) for d in docs]
+    texts = [hmm_language.to_text(d, n_symbols) for d in docs]
     blocks = data.pack_texts({"text": texts}, tok, "text", block_size, tok.eos_token_id)["input_ids"]
     assert blocks == [d.tolist() + [n_symbols] for d in docs]
+
+
+def test_no_script_imports_an_experiment():
+    """Experiments are leaves: a script under scripts/ imports the library and, of the scripts, only
+    the shared modules (experiment_common.py, the language hmm_language.py, the planner plan.py),
+    so that editing one experiment cannot break another."""
+    scripts = {name[:-3] for name in os.listdir(os.path.join(ROOT, "scripts")) if name.endswith(".py")}
+    assert {"fig1_tiny", "tradeoff_tiny", "fast_sampling_quality", "bench_sampler"} <= scripts
+    for name in sorted(scripts):
+        tree = ast.parse(open(os.path.join(ROOT, "scripts", name + ".py")).read())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert imported & scripts <= {"experiment_common", "hmm_language", "plan"}, (name, imported & scripts)
+
+
+def stop_before_stages(monkeypatch, module, stage_function):
+    """The first stage of module.main ends the run (exit 3), so a test sees only what happens before."""
+    def stop(*args, **kwargs):
+        sys.exit(3)
+
+    monkeypatch.setattr(module, stage_function, stop)
+
+
+@pytest.mark.parametrize("flag, value", [("--ks", "0,nan"), ("--ks", "0,inf"), ("--learning_rate", "nan"),
+                                         ("--learning_rate", "inf"), ("--noise", "-inf"), ("--noise", "nan")])
+def test_non_finite_float_flags_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch, flag, value):
+    """Named, with the value, before any stage runs, and without a settings.json that would block the
+    corrected command in the same folder."""
+    stop_before_stages(monkeypatch, fig1_tiny, "make_language")
+    out = tmp_path / "fig1"
+    code, _, stderr = run_main(fig1_tiny.main, ["--out", str(out), f"{flag}={value}"], capsys)
+    assert code == 2 and flag in stderr and value in stderr, stderr
+    assert not out.exists()
+    code, _, _ = run_main(fig1_tiny.main, ["--out", str(out)], capsys)
+    assert code == 3 and os.path.isfile(out / "settings.json")  # the corrected command gets to its stages
+
+
+def test_fast_sampling_quality_refuses_other_folders_and_zero_threads_before_loading(tmp_path, capsys, monkeypatch):
+    def no_model(model_dir):
+        raise AssertionError(f"a model was loaded: {model_dir}")
+
+    monkeypatch.setattr(fast_sampling_quality, "load_on_cpu", no_model)
+    # A trade-off experiment's folder, with the settings.json its command line records
+    (tmp_path / "tiny" / "model").mkdir(parents=True)
+    (tmp_path / "tiny" / "model" / "config.json").write_text("{}")
+    stop_before_stages(monkeypatch, tradeoff_tiny, "train_stage")
+    tradeoff = tmp_path / "tradeoff"
+    assert run_main(tradeoff_tiny.main, ["--out", str(tradeoff), "--tiny_dir", str(tmp_path / "tiny")], capsys)[0] == 3
+    code, _, stderr = run_main(fast_sampling_quality.main, ["--fig1_dir", str(tradeoff)], capsys)
+    message = stderr.strip().splitlines()[-1]  # one line, below argparse's usage
+    assert code == 2 and "is not the output folder of a fig1_tiny.py run" in message and "language_seed" in message
+    for text in ("[1, 2]", "{not json"):
+        other = tmp_path / f"other{len(text)}"
+        other.mkdir()
+        (other / "settings.json").write_text(text)
+        code, _, stderr = run_main(fast_sampling_quality.main, ["--fig1_dir", str(other)], capsys)
+        assert code == 2 and f"--fig1_dir {str(other)!r}" in stderr, stderr
+    # A Fig. 1 folder (its settings.json as its command line records it) and --threads 0
+    stop_before_stages(monkeypatch, fig1_tiny, "make_language")
+    fig1 = tmp_path / "fig1"
+    assert run_main(fig1_tiny.main, ["--out", str(fig1)], capsys)[0] == 3
+    code, _, stderr = run_main(fast_sampling_quality.main, ["--fig1_dir", str(fig1), "--threads", "0"], capsys)
+    assert code == 2 and "--threads must be at least 1, got 0" in stderr
+    code, _, stderr = run_main(fast_sampling_quality.main, ["--fig1_dir", str(fig1)], capsys)
+    assert code == 2 and "lacks the continued models" in stderr  # the folder itself is accepted
+
+
+def process_tree(pid):
+    """{pid: start time} of every process below pid, read from /proc (Linux)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := read_stat(int(entry))):
+            children.setdefault(int(stat[1]), []).append((int(entry), stat[19]))
+    found, todo = {}, [pid]
+    while todo:
+        for child, started in children.get(todo.pop(), []):
+            found[child] = started
+            todo.append(child)
+    return found
+
+
+def read_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def command_line(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def running(pid, started):
+    """The process pid that started at `started` runs: not ended, not a zombie, not a new process with its pid."""
+    stat = read_stat(pid)
+    return stat is not None and stat[19] == started and stat[0] != "Z"
+
+
+def kill_while_a_stage_trains(args, out):
+    """fig1_tiny.py as a process, killed with SIGKILL once two stages have finished and another trains.
+    Returns the finished stages' model files; asserts that none of its workers and trainers
+    outlives it by more than a few seconds."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    main = subprocess.Popen([sys.executable, "scripts/fig1_tiny.py", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree = {}
+    try:
+        deadline = time.time() + 300
+        while True:
+            assert main.poll() is None and time.time() < deadline, "the run ended before two stages had finished"
+            tree = process_tree(main.pid)
+            finished = [os.path.join(out, name, "model.safetensors") for name in os.listdir(out)
+                        if trained(os.path.join(out, name))] if os.path.isdir(out) else []
+            trainers = [pid for pid in tree if b"llada_cpt.py" in command_line(pid)]
+            if len(finished) >= 2 and trainers:
+                break
+            time.sleep(0.05)
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+        for _ in range(50):
+            survivors = [pid for pid, started in tree.items() if running(pid, started)]
+            if not survivors:
+                return finished
+            time.sleep(0.1)
+        raise AssertionError(f"processes of the killed run still run: {survivors}")
+    finally:
+        for pid, started in tree.items():
+            if running(pid, started):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
@@ -135,12 +281,18 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path, capsys, 
             "--entropy_samples", "64", "--block_size", "12", "--d_model", "16", "--n_layers", "1", "--n_heads", "2",
             "--eval_blocks", "8", "--samples", "8", "--sample_steps", "2,12", "--prompts", "8", "--prompt_length", "4",
             "--completion_length", "8", "--completion_steps", "2,8"]
-    # the script's main in this process: its stage workers and their trainer subprocesses, one thread each
+    # Killed with SIGKILL while it trains, the run takes its workers and trainers with it: none is
+    # left holding a stage's output folder ...
+    finished = kill_while_a_stage_trains(args, out)
+    finished_at = {path: os.stat(path).st_mtime_ns for path in finished}
+    # ... and the same command right after goes on, reusing the finished stages (the script's main
+    # in this process: its stage workers and their trainer subprocesses, one thread each)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
     code, stdout, stderr = run_main(fig1_tiny.main, args, capsys)
     assert code == 0, stdout[-3000:] + stderr[-3000:]
     assert "stages (" in stderr
+    assert {path: os.stat(path).st_mtime_ns for path in finished} == finished_at
     with open(os.path.join(out, "results.csv")) as f:
         rows = list(csv.DictReader(f))
     for r in rows:
@@ -158,8 +310,6 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path, capsys, 
     code, _, stderr = run_main(fig1_tiny.main, args + ["--continue_steps", "3"], capsys)
     assert code == 2 and "--continue_steps 2 -> 3" in stderr
     # The faster sampler modes on the same models (scripts/fast_sampling_quality.py), in 2 blocks of 4
-    import fast_sampling_quality
-
     fast_sampling_quality.main(["--fig1_dir", out, "--block_length", "4", "--steps", "2,8", "--threads", "1"])
     with open(os.path.join(out, "fast_sampling.csv")) as f:
         quality = {(r["model"], r["mode"], int(r["steps"]), r["metric"]): float(r["mean"]) for r in csv.DictReader(f)}

@@ -1,10 +1,8 @@
-"""OpenCompass integration: the benchmark table (opencompass_configs/benchmarks.py) and the configs
-it names, which load with OpenCompass's loader and hold the paper's rows x step counts (selectable);
-the model wrapper generates whole batches, decodes as the paper's does and applies stop words, and
-scripts/eval_tiny.sh runs OpenCompass end to end offline."""
+"""OpenCompass integration: the benchmark configs load with OpenCompass's loader and hold the
+paper's rows x step counts (selectable), the model wrapper generates whole batches, decodes as the
+paper's does and applies stop words, and scripts/eval_tiny.sh runs OpenCompass end to end offline."""
 import csv
 import glob
-import itertools
 import json
 import os
 import re
@@ -17,24 +15,24 @@ import pytest
 import torch
 
 from helpers import ROOT
-from opencompass_configs.benchmarks import BENCHMARKS, ROWS, STEPS, model_abbr, parse_abbr, sampler_mode
+from opencompass_configs import benchmarks
 
+PAPER_BENCHMARKS = {"gsm8k": 1, "math": 1, "humaneval": 1, "mbpp": 1, "bbh": 27}  # the paper's: their dataset counts
 
 
 def model_folder(path, files=("config.json", "model.safetensors")):
-    """A folder holding `files` (empty but for config.json's {}): what the checkpoint check looks at."""
+    """A folder with the files a checkpoint check looks for (their contents are never read)."""
     os.makedirs(path, exist_ok=True)
     for name in files:
         with open(os.path.join(path, name), "w") as f:
-            f.write("{}" if name == "config.json" else "")
+            f.write("{}")
     return str(path)
 
 
 @pytest.fixture
 def ckpts(tmp_path):
-    """The three rows' checkpoint variables, each naming a model folder."""
     return {var: model_folder(tmp_path / name) for var, name in
-            [("LLADA_BASE", "base"), ("MDM_CKPT", "mdm"), ("XDLM_CKPT", "xdlm")]}
+            (("LLADA_BASE", "base"), ("MDM_CKPT", "mdm"), ("XDLM_CKPT", "xdlm"))}
 
 
 def load(name, monkeypatch, **env):
@@ -45,17 +43,19 @@ def load(name, monkeypatch, **env):
         monkeypatch.delenv(var, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    file = BENCHMARKS[name]["config"] if name in BENCHMARKS else os.path.join("opencompass_configs", name)
-    return Config.fromfile(os.path.join(ROOT, file), format_python_code=False)
+    file = name if name.endswith(".py") else benchmarks.BENCHMARKS[name].config
+    return Config.fromfile(os.path.join(ROOT, "opencompass_configs", file), format_python_code=False)
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
+def test_the_table_holds_the_papers_benchmarks():
+    assert set(PAPER_BENCHMARKS) <= set(benchmarks.BENCHMARKS)
+    assert [benchmarks.BENCHMARKS[b].title for b in PAPER_BENCHMARKS] == ["GSM8K", "MATH", "HumanEval", "MBPP", "BBH"]
+
+
+@pytest.mark.parametrize("name", benchmarks.BENCHMARKS)
 def test_benchmark_configs_hold_the_papers_four_rows_at_four_step_counts(name, monkeypatch, ckpts):
     cfg = load(name, monkeypatch, **ckpts)
-    # the table's headline score is one OpenCompass will put in the summary: a dataset or group of the config
-    headline_dataset, _ = BENCHMARKS[name]["headline"]
-    groups = [g["name"] for g in cfg.get("summarizer", {}).get("summary_groups", [])]
-    assert cfg.datasets and headline_dataset in [d["abbr"] for d in cfg.datasets] + groups
+    assert len(cfg.datasets) == PAPER_BENCHMARKS.get(name, len(cfg.datasets)) >= 1
     rows = {(m.path, m.k) for m in cfg.models}
     base, mdm, xdlm = ckpts["LLADA_BASE"], ckpts["MDM_CKPT"], ckpts["XDLM_CKPT"]
     assert rows == {(base, 0.0), (base, 0.1), (mdm, 0.0), (xdlm, 0.1)}
@@ -91,6 +91,62 @@ def test_bad_row_or_step_selection_is_refused_by_name(env, match, monkeypatch):
         load("gsm8k", monkeypatch, **env)
 
 
+def shards(folder, index, names, present):
+    """A sharded checkpoint: config.json, `index` naming `names`, and the `present` shard files."""
+    model_folder(folder, ("config.json",) + tuple(present))
+    with open(os.path.join(folder, index), "w") as f:
+        json.dump({"metadata": {}, "weight_map": {f"w{i}": n for i, n in enumerate(names)}}, f)
+    return str(folder)
+
+
+SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+BIN_SHARDS = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin")
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda d: str(d / "no" / "such" / "folder"), "no such folder, and not a hub id"),
+    (lambda d: model_folder(d / "m") + "/model.safetensors", "is a file: give the model's folder"),
+    (lambda d: model_folder(d / "m", ("config.json", "tokenizer.json")), "has no weights"),
+    (lambda d: model_folder(d / "m", ("model.safetensors",)), "has no config.json"),
+    (lambda d: model_folder(d / "run" / "checkpoint-600") and str(d / "run"),
+     "has no config.json \\(it holds training checkpoints, e.g. checkpoint-600: give one of them\\)"),
+    (lambda d: shards(d / "m", "model.safetensors.index.json", SHARDS, SHARDS[:1]),
+     "lacks shards its model.safetensors.index.json names: model-00002-of-00002.safetensors"),
+    (lambda d: shards(d / "m", "pytorch_model.bin.index.json", BIN_SHARDS, ()), "lacks shards"),
+    (lambda d: os.makedirs(d / "outputs") or "outputs/mdm-typo", "no such folder"),  # a local folder, not a hub id
+], ids=["missing", "file", "no-weights", "no-config", "training-run", "missing-shard", "missing-bin-shards",
+        "missing-under-local-folder"])
+def test_a_checkpoint_that_is_no_model_folder_stops_the_run_naming_its_variable_and_path(
+        make, problem, tmp_path, monkeypatch, ckpts):
+    monkeypatch.chdir(tmp_path)
+    bad = make(tmp_path)
+    with pytest.raises(ValueError, match=f"^MDM_CKPT={re.escape(repr(bad))}.*{problem}"):
+        load("gsm8k", monkeypatch, EVAL_ROWS="base-k0,mdm-k0", EVAL_STEPS="32", LLADA_BASE=ckpts["LLADA_BASE"],
+             MDM_CKPT=bad)
+
+
+def test_every_bad_checkpoint_is_named_at_once_and_only_the_chosen_rows_are_checked(monkeypatch, ckpts):
+    with pytest.raises(ValueError, match="^MDM_CKPT='/no/mdm': no such folder.*; XDLM_CKPT='/no/xdlm': no such"):
+        load("mbpp", monkeypatch, MDM_CKPT="/no/mdm", XDLM_CKPT="/no/xdlm")  # default rows: all four
+    cfg = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", MDM_CKPT="/no/mdm", XDLM_CKPT=ckpts["XDLM_CKPT"])
+    assert {m.path for m in cfg.models} == {ckpts["XDLM_CKPT"]}
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: model_folder(d / "m"),
+    lambda d: model_folder(d / "m", ("config.json", "pytorch_model.bin")),
+    lambda d: shards(d / "m", "model.safetensors.index.json", SHARDS, SHARDS),
+    lambda d: shards(d / "m", "pytorch_model.bin.index.json", BIN_SHARDS, BIN_SHARDS),
+], ids=["safetensors", "bin", "sharded-safetensors", "sharded-bin"])
+def test_model_folders_are_taken_as_absolute_paths_and_hub_ids_are_named(make, tmp_path, monkeypatch, capfd):
+    folder = make(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    cfg = load("gsm8k", monkeypatch, EVAL_ROWS="base-k0,mdm-k0", EVAL_STEPS="32", MDM_CKPT="m")  # relative
+    assert {m.abbr: m.path for m in cfg.models} == {"base-k0-s32": "GSAI-ML/LLaDA-8B-Base", "mdm-k0-s32": folder}
+    assert (f"checkpoints: LLADA_BASE=GSAI-ML/LLaDA-8B-Base (hub id), MDM_CKPT={folder} (folder)"
+            in capfd.readouterr().out)
+
+
 def test_default_rows_are_the_runnable_ones_and_one_line_says_which(monkeypatch, capfd, ckpts):
     cfg = load("gsm8k", monkeypatch)  # a new user's first try: no environment at all
     assert {m.abbr.rsplit("-s", 1)[0] for m in cfg.models} == {"base-k0", "base-k0.1"}
@@ -101,107 +157,50 @@ def test_default_rows_are_the_runnable_ones_and_one_line_says_which(monkeypatch,
     assert "left out: xdlm-k0.1 (set XDLM_CKPT)" in capfd.readouterr().out
 
 
-@pytest.mark.parametrize("case, problem", [
-    ("missing", "no such folder"),
-    ("missing, relative", "no such folder"),  # not a hub id either
-    ("a file", "a file, not a model folder"),
-    ("no config", "a folder without config.json"),
-    ("no weights", "a folder without weights \\(\\*.safetensors or pytorch_model\\*.bin\\)"),
-    ("a shard missing", "its model.safetensors.index.json names shards that are missing: model-00002-of-00002"),
-])
-def test_a_checkpoint_that_is_no_model_folder_nor_hub_id_stops_the_config_naming_variable_and_path(
-        case, problem, tmp_path, monkeypatch):
-    files = {"a file": ["config.json", "model.safetensors"], "no config": ["model.safetensors"],
-             "no weights": ["config.json", "tokenizer.json"],
-             "a shard missing": ["config.json", "model-00001-of-00002.safetensors"]}
-    if case in files:
-        model_folder(tmp_path / "m", files[case])
-    if case == "a shard missing":
-        write_index(tmp_path / "m", "model.safetensors.index.json", 2)
-    path = {"missing": "/no/such/folder", "missing, relative": "./no/such/folder",
-            "a file": str(tmp_path / "m" / "config.json")}.get(case, str(tmp_path / "m"))
-    with pytest.raises(ValueError, match=f"^MDM_CKPT={re.escape(repr(path))}: {problem}"):
-        load("gsm8k", monkeypatch, EVAL_ROWS="base-k0,mdm-k0", EVAL_STEPS="32", MDM_CKPT=path)
-
-
-def write_index(folder, name, shards):
-    """A weight index, as transformers writes it, naming `shards` shard files."""
-    files = [f"model-{i:05d}-of-{shards:05d}.safetensors" for i in range(1, shards + 1)]
-    with open(os.path.join(folder, name), "w") as f:
-        json.dump({"metadata": {}, "weight_map": {f"w{i}": file for i, file in enumerate(files)}}, f)
-
-
-def test_every_bad_checkpoint_is_named_at_once_and_only_the_rows_chosen_are_checked(monkeypatch):
-    with pytest.raises(ValueError, match="^MDM_CKPT='/no/mdm': no such folder.*; XDLM_CKPT='/no/xdlm': no such folder"):
-        load("gsm8k", monkeypatch, EVAL_ROWS="mdm-k0,xdlm-k0.1", MDM_CKPT="/no/mdm", XDLM_CKPT="/no/xdlm")
-    cfg = load("gsm8k", monkeypatch, EVAL_ROWS="base-k0", XDLM_CKPT="/no/xdlm")  # xdlm-k0.1 is not run
-    assert {m.path for m in cfg.models} == {"GSAI-ML/LLaDA-8B-Base"}
-
-
-def test_model_folders_and_hub_ids_load_and_one_line_names_each_checkpoint(tmp_path, monkeypatch, capfd):
-    sharded = model_folder(tmp_path / "sharded", ["config.json", "model-00001-of-00002.safetensors",
-                                                  "model-00002-of-00002.safetensors"])
-    write_index(sharded, "model.safetensors.index.json", 2)
-    model_folder(tmp_path / "bin", ["config.json", "pytorch_model.bin"])
-    monkeypatch.chdir(tmp_path)
-    cfg = load("gsm8k", monkeypatch, EVAL_STEPS="32", LLADA_BASE="someone/LLaDA-8B-Base", MDM_CKPT=sharded,
-               XDLM_CKPT="bin")  # a relative folder: the config holds its absolute path
-    assert {m.abbr: m.path for m in cfg.models} == {
-        "base-k0-s32": "someone/LLaDA-8B-Base", "base-k0.1-s32": "someone/LLaDA-8B-Base",
-        "mdm-k0-s32": sharded, "xdlm-k0.1-s32": str(tmp_path / "bin")}
-    assert (f"OpenCompass checkpoints: LLADA_BASE=someone/LLaDA-8B-Base (hub id), MDM_CKPT={sharded} (model folder), "
-            f"XDLM_CKPT={tmp_path / 'bin'} (model folder)") in capfd.readouterr().out
-
-
 def test_an_accelerated_row_says_so_in_its_abbr_and_passes_its_mode(monkeypatch, ckpts):
-    exact = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", EVAL_STEPS="32", XDLM_CKPT=ckpts["XDLM_CKPT"]).models[0]
-    fast = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", EVAL_STEPS="32", XDLM_CKPT=ckpts["XDLM_CKPT"],
-                EVAL_CACHE="dual", EVAL_THRESHOLD="0.9", EVAL_BLOCK_LENGTH="32").models[0]
+    x = ckpts["XDLM_CKPT"]
+    exact = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", EVAL_STEPS="32", XDLM_CKPT=x).models[0]
+    fast = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", EVAL_STEPS="32", XDLM_CKPT=x, EVAL_CACHE="dual",
+                EVAL_THRESHOLD="0.9", EVAL_BLOCK_LENGTH="32").models[0]
     assert exact.abbr == "xdlm-k0.1-s32" and (exact.cache, exact.threshold, exact.block_length) == ("none", None, 256)
     assert fast.abbr == "xdlm-k0.1-s32-b32-dual-t0.9" and (fast.cache, fast.threshold, fast.block_length) == ("dual", 0.9, 32)
     prefix = load("mbpp", monkeypatch, EVAL_ROWS="base-k0", EVAL_STEPS="64", EVAL_CACHE="prefix").models[0]
     assert prefix.abbr == "base-k0-s64-prefix"
 
 
-def test_an_abbr_parses_back_to_its_row_steps_and_mode_and_names_each_sampler_apart():
-    seen = {}
-    for row, steps, block, cache, threshold in itertools.product(ROWS, STEPS, (256, 32, 8), ("none", "prefix", "dual"),
-                                                                 (None, 0.0, 0.9, 1.0, 1e-05)):
-        mode = sampler_mode(block, cache, threshold)
-        abbr = model_abbr(row, steps, mode)
-        assert parse_abbr(abbr) == (row, steps, mode), abbr
-        assert (mode == "") == (block == 256 and cache == "none" and threshold is None)  # only the paper's is unnamed
-        assert seen.setdefault(abbr, (row, steps, block, cache, threshold)) == (row, steps, block, cache, threshold)
-    for other in ("tiny-xdlm-k0.0", "base-k0.2-s32", "base-k0-s32-fast", "base-k0-sx", "gsm8k"):
-        assert parse_abbr(other) is None, other
+@pytest.mark.parametrize("name", benchmarks.BENCHMARKS)
+def test_each_benchmarks_headline_is_a_dataset_or_summary_group_of_its_config(name, monkeypatch):
+    """The line the report reads in OpenCompass's summary: a dataset abbr of the config, or one of
+    its summarizer's groups (BBH's average over its 27 tasks)."""
+    cfg = load(name, monkeypatch, EVAL_ROWS="base-k0", EVAL_STEPS="32")
+    groups = {g["name"] for g in cfg.get("summarizer", {}).get("summary_groups", [])}
+    assert benchmarks.BENCHMARKS[name].dataset in {d["abbr"] for d in cfg.datasets} | groups
 
 
-def test_the_table_lists_its_benchmarks_for_the_launcher_and_refuses_an_unknown_one(capsys):
-    from opencompass_configs import benchmarks
-
-    benchmarks.main([])
-    listed = [line.split() for line in capsys.readouterr().out.splitlines()]
-    assert [name for name, _ in listed] == list(BENCHMARKS)
-    assert all(os.path.isfile(os.path.join(ROOT, config)) for _, config in listed)
-    benchmarks.main(["mbpp", "gsm8k"])
-    listed = capsys.readouterr().out.split()
-    assert listed == ["mbpp", BENCHMARKS["mbpp"]["config"], "gsm8k", BENCHMARKS["gsm8k"]["config"]]
-    with pytest.raises(SystemExit, match=f"unknown benchmark 'gsmk': choose from {', '.join(BENCHMARKS)}$"):
-        benchmarks.main(["gsm8k", "gsmk"])
+def test_an_abbr_parses_back_to_the_row_steps_and_mode_it_was_written_from():
+    modes = {benchmarks.sampler_mode(b, c, t) for b in (256, 32, 8) for c in ("none", "prefix", "dual")
+             for t in (None, 0.9, 1.0, 0.0)}
+    assert len(modes) == 3 * 3 * 4 and "" in modes and "b32-dual-t0.9" in modes
+    for row in benchmarks.ROWS:
+        for steps in benchmarks.STEPS + (8, 1024):
+            for mode in modes:
+                assert benchmarks.parse_abbr(benchmarks.model_abbr(row, steps, mode)) == (row, steps, mode)
+    for other in ("tiny-xdlm-k0.0", "base-k0", "base-k0-sx", "", None):
+        assert benchmarks.parse_abbr(other) is None
 
 
-SEED_CONFIGS = sorted(os.path.basename(p) for p in glob.glob(f"{ROOT}/opencompass_configs/llada_base_gen_*.py"))
+def test_the_configs_abbrs_name_each_models_row_and_step_count(monkeypatch, ckpts):
+    for env in ({}, dict(EVAL_CACHE="dual", EVAL_THRESHOLD="0.9", EVAL_BLOCK_LENGTH="32")):
+        for m in load("gsm8k", monkeypatch, **ckpts, **env).models:
+            row, steps, mode = benchmarks.parse_abbr(m.abbr)
+            assert (m.k, m.steps) == (benchmarks.ROWS[row].k, steps)
+            assert m.path == ckpts[benchmarks.ROWS[row].variable]
+            assert mode == ("b32-dual-t0.9" if env else "")
 
 
-def test_the_seed_readmes_five_config_names_are_there():
-    names = sorted(["gsm8k", "math", "humaneval", "mbpp", "bbh"])
-    assert SEED_CONFIGS == [f"llada_base_gen_{n}_length256_block256.py" for n in names]
-
-
-@pytest.mark.parametrize("seed_config", SEED_CONFIGS)
-def test_the_seed_readmes_config_names_are_our_configs(seed_config, monkeypatch, ckpts):
-    name = re.fullmatch(r"llada_base_gen_(\w+?)_length256_block256\.py", seed_config).group(1)
-    seed = load(seed_config, monkeypatch, **ckpts)
+@pytest.mark.parametrize("name", PAPER_BENCHMARKS)
+def test_the_seed_readmes_config_names_are_our_configs(name, monkeypatch, ckpts):
+    seed = load(f"llada_base_gen_{name}_length256_block256.py", monkeypatch, **ckpts)
     ours = load(name, monkeypatch, **ckpts)
     assert seed.datasets == ours.datasets and seed.models == ours.models and seed.get("summarizer") == ours.get("summarizer")
 
@@ -300,7 +299,7 @@ def test_wrapper_rejects_settings_it_would_ignore(llada_dir):
 
 @pytest.mark.slow
 def test_eval_tiny_runs_opencompass_offline_and_its_summary_matches_the_predictions(llada_dir, tmp_path):
-    env = dict(os.environ, PYTHON=sys.executable)
+    env = dict(os.environ, PYTHON=os.path.relpath(sys.executable, ROOT))  # as common.sh's default: relative
     work = tmp_path / "work"
     proc = subprocess.run(["bash", "scripts/eval_tiny.sh", llada_dir, str(work)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -323,46 +322,62 @@ def test_eval_tiny_runs_opencompass_offline_and_its_summary_matches_the_predicti
         assert float(table[f"tiny-xdlm-k{k}"]) == pytest.approx(acc, abs=0.01)
 
 
-def eval_opencompass(tmp_path, *benchmarks, **settings):
-    """scripts/eval_opencompass.sh BENCHMARK... with `settings` its only ones, offline, into tmp_path/work, run
-    from a copy of the repository: OpenCompass writes tmp/ and .cache/dataset_size.json (the sizes it splits
-    datasets by) into the folder it runs in, and this test's tiny GSM8K must not be remembered by the real one."""
-    repo = shutil.copytree(ROOT, tmp_path / "repo", ignore=shutil.ignore_patterns(
-        ".*", "outputs", "checkpoints", "docs", "tests", "__pycache__"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVAL_", "LLADA_BASE", "MDM_CKPT", "XDLM_CKPT"))}
-    env.update(PYTHON=sys.executable, EVAL_WORK_DIR=str(tmp_path / "work"), **settings)
-    return subprocess.run(["bash", "scripts/eval_opencompass.sh", *benchmarks], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.slow
-def test_eval_opencompass_stops_at_once_on_a_mistyped_checkpoint(tmp_path):
-    """Issue 24's reproduction: it used to run base-k0, fail mdm-k0 on its own, and exit 0."""
-    proc = eval_opencompass(tmp_path, "gsm8k", MDM_CKPT="/no/such/folder", EVAL_ROWS="base-k0,mdm-k0",
-                            EVAL_STEPS="32")
+def test_eval_opencompass_refuses_a_missing_checkpoint_before_any_row(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, MDM_CKPT="/no/such/folder", EVAL_ROWS="base-k0,mdm-k0",
+               EVAL_STEPS="32", EVAL_WORK_DIR=str(tmp_path / "work"))
+    proc = subprocess.run(["bash", "scripts/eval_opencompass.sh", "gsm8k"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode != 0
-    assert proc.stderr.splitlines() == [
-        "opencompass_configs/eval_gsm8k.py: MDM_CKPT='/no/such/folder': no such folder; give a model folder "
-        "(config.json and weights) or a hub id (owner/name)"]
-    assert not (tmp_path / "work").exists()  # no row ran
+    assert "ValueError: MDM_CKPT='/no/such/folder': no such folder" in proc.stderr
+    assert not (tmp_path / "work").exists()  # OpenCompass stopped while loading the config: no work folder
+
+
+def repo_copy(dest):
+    """The files the evaluation runs from, copied: OpenCompass leaves tmp/, .cache/ and
+    icl_inference_output/ in the folder it runs in, which the scripts make the repository's root."""
+    os.makedirs(dest)
+    for name in os.listdir(ROOT):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(ROOT, name), dest)
+    for name in ("scripts", "opencompass_configs"):
+        shutil.copytree(os.path.join(ROOT, name), os.path.join(dest, name),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return str(dest)
 
 
 @pytest.mark.slow
-def test_eval_opencompass_exits_non_zero_naming_the_task_that_failed(tmp_path):
-    """A row whose checkpoint passes the check but does not load: OpenCompass runs it, its task fails,
-    OpenCompass exits 0; the script must not."""
-    for split in ("train", "test"):  # GSM8K where OpenCompass looks for it, offline
-        os.makedirs(tmp_path / "data" / "data" / "gsm8k", exist_ok=True)
-        with open(tmp_path / "data" / "data" / "gsm8k" / f"{split}.jsonl", "w") as f:
-            f.write(json.dumps({"question": "Tom has 3 apples and eats 1. How many are left?",
-                                "answer": "3 - 1 = 2\n#### 2"}) + "\n")
-    broken = model_folder(tmp_path / "broken")  # config.json "{}" and an empty model.safetensors
-    # models.py asks one GPU per task; OpenCompass's runner counts those CUDA_VISIBLE_DEVICES names
-    proc = eval_opencompass(tmp_path, "gsm8k", MDM_CKPT=broken, EVAL_ROWS="mdm-k0", EVAL_STEPS="32",
-                            COMPASS_DATA_CACHE=str(tmp_path / "data"), CUDA_VISIBLE_DEVICES="0")
+def test_eval_opencompass_exits_nonzero_naming_a_failed_task_and_the_report_marks_it(tmp_path, tokenizer):
+    """The paper's configs with OpenCompass's worker processes (not --debug), on one GSM8K question:
+    base-k0 scores, mdm-k0's checkpoint passes the check at load but cannot be loaded, so its task
+    fails while OpenCompass exits 0."""
+    from llada_format import write_llada_checkpoint
+
+    repo = repo_copy(tmp_path / "repo")
+    base = str(tmp_path / "base")
+    write_llada_checkpoint(base, tokenizer, max_sequence_length=4096)  # GSM8K's 4-shot prompt is long
+    broken = model_folder(tmp_path / "broken")  # config.json "{}", an empty model.safetensors
+    for split in ("train", "test"):
+        os.makedirs(tmp_path / "cache" / "data" / "gsm8k", exist_ok=True)
+        with open(tmp_path / "cache" / "data" / "gsm8k" / f"{split}.jsonl", "w") as f:
+            f.write(json.dumps({"question": "Tom has 3 apples and buys 2. How many has he?",
+                                "answer": "3 + 2 = <<3+2=5>>5\n#### 5"}) + "\n")
+    work = tmp_path / "work"
+    env = dict(os.environ, PYTHON=sys.executable, LLADA_BASE=base, MDM_CKPT=broken, EVAL_ROWS="base-k0,mdm-k0",
+               EVAL_STEPS="32", EVAL_WORK_DIR=str(work), COMPASS_DATA_CACHE=str(tmp_path / "cache"),
+               CUDA_VISIBLE_DEVICES="0",  # OpenCompass's runner then grants a row's one GPU; the model runs on the CPU
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(["bash", "scripts/eval_opencompass.sh", "gsm8k"], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (evaluation,) = glob.glob(str(tmp_path / "work" / "gsm8k" / "*" / "configs"))
-    failed = [line for line in proc.stderr.splitlines() if line.startswith("failed: ")]
-    assert failed == [f"failed: {os.path.dirname(evaluation)}: mdm-k0-s32/gsm8k: no result "
-                      f"(see {os.path.join(os.path.dirname(evaluation), 'logs')})"]
-    assert proc.stderr.splitlines()[-1].startswith("eval_opencompass: tasks failed in gsm8k")
+    assert "1 of 2 OpenCompass task(s) failed" in proc.stderr and "  mdm-k0-s32/gsm8k: no result" in proc.stderr
+    assert "base-k0-s32/gsm8k" not in proc.stderr and "tasks failed in gsm8k" in proc.stderr
+    (run,) = glob.glob(str(work / "gsm8k" / "*" / "summary"))
+    proc = subprocess.run([sys.executable, "scripts/eval_report.py", str(work)], cwd=repo, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = (work / "report.md").read_text().splitlines()
+    evaluation = os.path.relpath(os.path.dirname(run), work)
+    (scored,) = [line for line in lines if line.startswith("| base-k0 | 32 | GSM8K | ")]
+    assert scored.endswith(f"| {evaluation} | {base} |") and scored.split(" | ")[3] in ("0.0", "100.0")
+    assert f"| mdm-k0 | 32 | GSM8K | failed | {evaluation} | {broken} |" in lines

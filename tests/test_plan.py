@@ -311,15 +311,15 @@ def test_the_paper_table_refuses_bad_or_ignored_flags(capsys):
     assert code == 0 and out.strip() == plan.paper_table(0.3)
 
 
-def test_readme_table_and_example_are_the_planners_output(capsys):
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    assert plan.paper_table() in readme
+def test_planning_page_table_and_example_are_the_planners_output(capsys):
+    page = open(os.path.join(ROOT, "docs", "planning.md")).read()
+    assert plan.paper_table() in page
     argv = ("--model llada-8b --gpu a100-40gb --gpus 8 --block_size 4096 --per_device_train_batch_size 1 "
             "--gradient_accumulation_steps 64 --zero 2 --gradient_checkpointing").split()
     command = " ".join(argv[:8]) + " \\\n  " + " ".join(argv[8:])
-    assert f".venv/bin/python scripts/plan.py {command}" in readme
+    assert f".venv/bin/python scripts/plan.py {command}" in page
     plan.main(argv)
-    assert capsys.readouterr().out.strip() in readme
+    assert capsys.readouterr().out.strip() in page
 
 
 def test_resident_memory_reads_what_the_kernel_counts():

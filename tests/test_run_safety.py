@@ -160,6 +160,17 @@ def test_every_flag_defines_the_run_or_is_free_to_change_on_resume(text_file):
                                       "checkpoints.FREE_ON_RESUME")
 
 
+def test_the_training_page_lists_every_setting_that_defines_a_run(text_file):
+    """docs/training.md's "Which settings define a run" names, as a flag, every setting run_identity
+    records (k as --xdlm_k's value, and the world size, which is the launcher's): the page's list
+    is the code's own."""
+    text = open(os.path.join(ROOT, "docs", "training.md")).read()
+    paragraph = text[text.index("**Which settings define a run.**"):].split("\n\n")[0]
+    identity = checkpoints.run_identity(*llada_cpt.parse_args(tiny_args("out", "a-model", text_file)))
+    missing = [key for key in identity if key not in ("k", "world_size") and f"`--{key}`" not in paragraph]
+    assert not missing, f"docs/training.md's list of the settings that define a run lacks {missing}"
+
+
 def test_a_relaunch_that_adds_do_eval_continues_the_same_training_stream(finished_run, tmp_path, text_file, llada_dir):
     """Two steps, then a relaunch to four with --do_eval (no validation file: the validation split is
     cut from the training file either way): steps 3 and 4 are those of an uninterrupted run."""

@@ -1,5 +1,6 @@
-"""scripts/tradeoff_tiny.py: its generation metrics against hand-computed values, and a reduced
-end-to-end run (every stage, a few steps) that writes finite numbers in every cell."""
+"""scripts/tradeoff_tiny.py: its generation metrics (the judge's perplexity; the sample entropy of
+scripts/experiment_common.py) against hand-computed values, and a reduced end-to-end run (every
+stage, a few steps) that writes finite numbers in every cell."""
 import csv
 import json
 import math
@@ -12,9 +13,11 @@ import pytest
 import torch
 
 import data
+import experiment_common
 import llada_cpt
 import tiny_report
 import tradeoff_tiny
+from experiment_common import sample_entropy
 from helpers import ROOT, run_main
 
 
@@ -42,9 +45,9 @@ def test_generative_perplexity_and_entropy_match_hand_computed_values():
                         math.exp(nll), rel_tol=1e-6)
     # row 0: frequencies 1/3, 2/3; row 1: a single token, entropy 0
     h0 = -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
-    assert math.isclose(tradeoff_tiny.sample_entropy(completion), (h0 + 0.0) / 2, rel_tol=1e-9)
+    assert math.isclose(sample_entropy(completion), (h0 + 0.0) / 2, rel_tol=1e-9)
     # four distinct tokens in a row of four: log 4, the maximum
-    assert math.isclose(tradeoff_tiny.sample_entropy(torch.tensor([[3, 1, 0, 2]])), math.log(4), rel_tol=1e-9)
+    assert math.isclose(sample_entropy(torch.tensor([[3, 1, 0, 2]])), math.log(4), rel_tol=1e-9)
 
 
 def test_judge_sees_only_the_past():
@@ -63,6 +66,43 @@ def test_judge_sees_only_the_past():
         assert math.isclose(first, math.log(one), rel_tol=1e-6), later
 
 
+def test_a_stage_counts_as_trained_once_its_trainer_ran_to_the_end(tmp_path, monkeypatch):
+    """A stage whose model.safetensors a kill cut short (no trainer_state.json, which llada_cpt.py
+    writes after the model and its tokenizer) is trained again; a finished one is reused."""
+    launched = []
+
+    def record(cmd, cwd, **kwargs):
+        launched.append(cmd[cmd.index("--output_dir") + 1])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(experiment_common, "subprocess", types.SimpleNamespace(run=record))
+    stage_files = {"cut_short": ("model.safetensors",), "finished": ("model.safetensors", "trainer_state.json")}
+    for name, files in stage_files.items():
+        (tmp_path / name).mkdir()
+        for file in files:
+            (tmp_path / name / file).write_text("")
+    args = types.SimpleNamespace(out=str(tmp_path), tiny_dir=str(tmp_path / "tiny"), block_size=8, batch_size=2,
+                                 learning_rate=1e-3, warmup_steps=1)
+    for name in ("cut_short", "finished"):
+        assert experiment_common.train_stage(args, name, "mdm", 2) == str(tmp_path / name)
+    assert launched == [str(tmp_path / "cut_short")]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_learning_rate_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch, value):
+    def no_stage(*args, **kwargs):
+        raise AssertionError("a stage ran")
+
+    monkeypatch.setattr(tradeoff_tiny, "train_stage", no_stage)
+    (tmp_path / "tiny" / "model").mkdir(parents=True)
+    (tmp_path / "tiny" / "model" / "config.json").write_text("{}")
+    out = tmp_path / "tradeoff"
+    argv = ["--out", str(out), "--tiny_dir", str(tmp_path / "tiny"), f"--learning_rate={value}"]
+    code, _, stderr = run_main(tradeoff_tiny.main, argv, capsys)
+    assert code == 2 and f"argument --learning_rate: must be a finite number, got {value!r}" in stderr, stderr
+    assert not out.exists()  # no settings.json to block the corrected command
+
+
 @pytest.mark.slow
 def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys, monkeypatch):
     tiny = str(tmp_path / "tiny")
@@ -79,7 +119,7 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys, monkeypatc
         llada_cpt.main(cmd[2:])
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(tradeoff_tiny, "subprocess", types.SimpleNamespace(run=run_in_process))
+    monkeypatch.setattr(experiment_common, "subprocess", types.SimpleNamespace(run=run_in_process))
     args = ["--out", out, "--tiny_dir", tiny, "--base_steps", "3", "--continue_steps", "2", "--judge_steps", "2",
             "--batch_size", "4", "--block_size", "32", "--eval_blocks", "8", "--prompts", "4", "--prompt_length", "8",
             "--gen_length", "8", "--steps", "2,8"]
@@ -106,8 +146,9 @@ def test_reduced_tradeoff_run_writes_finite_results(tmp_path, capsys, monkeypatc
     # blocks (not the first ones), the same on every call; the unigram model scores those blocks.
     sample = []
     for run_dir in ("eval_a", "eval_b"):
-        metrics, trainer = tiny_report.validation_nelbo(os.path.join(out, "base"), tiny, str(tmp_path / run_dir),
-                                                        "mdm", block_size=32, max_eval_samples=8)
+        metrics, trainer = experiment_common.validation_nelbo(os.path.join(out, "base"), tiny,
+                                                              str(tmp_path / run_dir), "mdm", block_size=32,
+                                                              max_eval_samples=8)
         assert math.isfinite(metrics["eval_nelbo"])
         sample.append(trainer.eval_dataset["input_ids"])
     assert sample[0] == sample[1]
