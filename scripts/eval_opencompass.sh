@@ -21,6 +21,18 @@ WORK=${EVAL_WORK_DIR:-outputs/opencompass}
 # "NAME CONFIG" per benchmark asked for (all by default); an unknown name is refused, naming the choices
 listing=$("$PYTHON" opencompass_configs/benchmarks.py "$@")
 mapfile -t benchmarks <<< "$listing"
+# Every config loaded once before anything runs: a bad row, step count, sampler setting or checkpoint
+# (models.py checks them) stops the whole run here, in one line, not in OpenCompass's traceback.
+"$PYTHON" - "${benchmarks[@]#* }" > /dev/null <<'PYEOF'
+import sys
+from mmengine.config import Config
+
+for config in sys.argv[1:]:
+    try:
+        Config.fromfile(config, format_python_code=False)
+    except ValueError as e:
+        sys.exit(f"{config}: {e}")
+PYEOF
 failed=()
 for line in "${benchmarks[@]}"; do
   read -r name config <<< "$line"

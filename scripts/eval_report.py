@@ -83,8 +83,15 @@ def read_cells(run_dir):
     that is not the folder's name) and checkpoint."""
     from opencompass.utils import dataset_abbr_from_cfg
 
+    found = evaluations(run_dir)
+    configured = {folder for folder, _, _ in found}
+    for summary in glob.glob(os.path.join(glob.escape(run_dir), "**", "summary", "summary_*.csv"), recursive=True):
+        folder = os.path.dirname(os.path.dirname(summary))
+        if folder not in configured:  # never dropped in silence
+            raise SystemExit(f"{folder}: an OpenCompass summary without the configs/ written beside it (the models "
+                             "and checkpoints it ran), so its scores cannot be placed: move it out of RUN_DIR")
     cells = {}
-    for folder, time, cfg in evaluations(run_dir):
+    for folder, time, cfg in found:
         groups = {g["name"] for g in (cfg.get("summarizer") or {}).get("summary_groups", [])}
         ran = {dataset_abbr_from_cfg(d) for d in cfg.datasets} | groups
         summary = {}

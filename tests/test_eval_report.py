@@ -160,6 +160,16 @@ def test_report_refuses_a_folder_without_evaluations(tmp_path, capsys):
     assert code != 0 and "no OpenCompass evaluation under it" in err
 
 
+def test_report_refuses_a_summary_without_the_config_it_came_from(tmp_path, capsys):
+    evaluation(tmp_path, "mbpp/20260101_000000", {"base-k0-s32": "/c/base"}, ["mbpp"],
+               [["mbpp", "830460", "score", "gen", "6.00"]])
+    stray = evaluation(tmp_path, "gsm8k/20260102_000000", {"base-k0-s32": "/c/base"}, ["gsm8k"],
+                       [["gsm8k", "17d0dc", "accuracy", "gen", "40.00"]])
+    os.remove(os.path.join(stray, "configs", "20260102_000000_4242.py"))  # its scores' models are unknown now
+    code, _, err = run_main(eval_report.main, [str(tmp_path)], capsys)
+    assert code != 0 and err.startswith(f"{stray}: an OpenCompass summary without the configs/")
+
+
 def test_check_names_each_task_of_the_latest_evaluation_without_a_result(tmp_path, capsys):
     work = tmp_path / "gsm8k"
     models = {"base-k0-s32": "/c/base", "mdm-k0-s32": "/c/mdm"}
