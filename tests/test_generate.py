@@ -1,5 +1,6 @@
 """The samplers: LLaDA's schedule, XDLM re-editing within its budget, batching with left
 padding, and the exact ancestral step against a brute-force posterior."""
+import dataclasses
 import functools
 import math
 import subprocess
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from generate import edit_budgets, generate, transfer_schedule
+from generate import SamplerSettings, edit_budget, edit_budgets, generate, transfer_schedule
 from helpers import ROOT, check_left_padded_batch_equals_each_prompt_alone, run_main
 from helpers import tiny_model as shared_tiny_model
 from xdlm_loss import reverse_posterior
@@ -91,6 +92,15 @@ def test_random_remasking_and_temperature_sampling_finish():
 ])
 def test_edit_budgets_equal_hand_computed_tables(k, steps, block_length, want):
     assert edit_budgets(transfer_schedule(block_length, steps), k) == want
+
+
+def test_edit_budget_of_a_tensor_of_counts_equals_that_of_each_count():
+    """The threshold rule's per-row budgets against the formula on Python numbers (float32 arithmetic
+    gave floor(0.4 / 0.6 x 33) = 21)."""
+    revealed = torch.arange(0, 300)
+    for k in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7):
+        assert edit_budget(k, revealed).tolist() == [math.floor(k * n / (1 - k) + 1e-9) for n in range(300)], k
+    assert edit_budget(0.4, torch.tensor([33])).item() == 22  # 2/3 x 33 exactly
 
 
 class CyclingArgmax(torch.nn.Module):
@@ -277,6 +287,46 @@ def test_bad_settings_raise_clear_errors(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         generate(tiny_model(), prompts(), **args)
+
+
+def test_settings_are_one_dataclass_taken_as_an_object_or_as_keywords():
+    model, x = tiny_model(), prompts()
+    settings = SamplerSettings(steps=8, gen_length=16, block_length=8, k=0.2)
+    assert torch.equal(generate(model, x, settings), generate(model, x, steps=8, gen_length=16, block_length=8, k=0.2))
+    with pytest.raises(TypeError, match="pass settings or its fields \\(k\\), not both"):
+        generate(model, x, settings, k=0.1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.k = 0.3
+
+
+@pytest.mark.parametrize("flags, want", [
+    (["--steps", "4", "--gen_length", "16", "--block_length", "8", "--k", "0.2", "--temperature", "0.5",
+      "--remasking", "random", "--cache", "dual"],
+     dict(steps=4, gen_length=16, block_length=8, k=0.2, temperature=0.5, remasking="random", cache="dual")),
+    (["--gen_length", "16", "--block_length", "16", "--steps", "2", "--threshold", "0.25"],
+     dict(steps=2, gen_length=16, block_length=16, threshold=0.25)),
+    (["--gen_length", "16", "--block_length", "16", "--steps", "4", "--sampler", "ancestral"],
+     dict(steps=4, gen_length=16, block_length=16, sampler="ancestral")),
+])
+def test_every_sampler_setting_is_a_command_line_flag(flags, want, llada_dir, monkeypatch, capsys):
+    import generate as generate_module
+
+    seen = []
+
+    def record(model, ids, settings, stats, **kw):
+        seen.append(settings)
+        stats.update(steps=settings.steps)
+        return ids
+
+    monkeypatch.setattr(generate_module, "generate", record)
+    code, out, err = run_main(generate_module.main, ["--model_name_or_path", llada_dir, "--prompt", "x = 1"] + flags,
+                              capsys)
+    assert code == 0, err[-3000:]
+    assert seen == [SamplerSettings(**want)]
+    code, out, err = run_main(generate_module.main, ["--model_name_or_path", llada_dir, "--prompt", "x", "--help"],
+                              capsys)
+    for field in dataclasses.fields(SamplerSettings):
+        assert f"--{field.name}" in out
 
 
 @pytest.mark.slow
