@@ -11,8 +11,14 @@
           steps, and every block starts afresh. A re-edited token takes the predicted value (the
           Gumbel sample at temperature > 0). Tokens never return to the mask.
           Deviations from the paper's sampler, kept on purpose: prompt and padding positions are
-          never edited (the paper's also re-edits prompt tokens), the mask token is never
-          predicted, and confidences are computed in float32.
+          never edited (the paper's also re-edits prompt tokens), and the mask token is never
+          predicted.
+  Confidence (both k): the probability of the predicted token as LLaDA's and Fast-dLLM's float64
+          softmax gives it (separating probabilities within 1e-7 of 1, where float32 ties them),
+          without a float64 tensor over the vocabulary; it ranks reveals and re-edits and meets
+          the threshold below. Exact ties (p = 1.0 in float64, or equal logits) go to the leftmost
+          position: torch.topk leaves their order unspecified (on CPU it varies with the row
+          length and the count; CUDA differs again).
   sampler="ancestral": the exact XDLM posterior step p(z_s | z_t) (xdlm_loss.reverse_posterior).
 
 Opt-in approximations for speed (Fast-dLLM's, NVlabs/Fast-dLLM llada/generate.py), not the paper's
@@ -26,20 +32,25 @@ protocol; the defaults (cache="none", threshold=None) are the exact sampler abov
                   earlier blocks sit in the cache and are not scored again); the block's edit
                   budget is unchanged.
   threshold=t     each step reveals every masked position of the block whose probability is at
-                  least t, and never fewer than the schedule's count (so at least the most
-                  confident one): a block ends early when nothing is left to reveal, and the
-                  steps used are at most `steps` (stats["steps"]). With steps = gen_length this
-                  is Fast-dLLM's rule (at least one a step). The re-edit budget then counts the
-                  tokens actually revealed: floor(k/(1-k) x revealed in the block so far), none
-                  at the block's first step.
+                  least t (p >= t, as Fast-dLLM compares), and never fewer than the schedule's
+                  count (so at least the most confident one): a block ends early when nothing is
+                  left to reveal, and the steps used are at most `steps` (stats["steps"]). With
+                  steps = gen_length this is Fast-dLLM's rule (at least one a step). The re-edit
+                  budget then counts the tokens actually revealed: floor(k/(1-k) x revealed in
+                  the block so far), none at the block's first step.
 
-Prompts may be left-padded (attention_mask); prompt and padding positions are never edited.
+Prompts may be left-padded (attention_mask); prompt and padding positions are never edited. The
+mask id is the model config's mask_token_id (mask_id only where the config has none: one that
+contradicts it is refused), and a prompt may not hold the mask token (refused, naming its row and
+position). generate.py refuses a path that is not a LLaDA model folder or hub id before loading.
 usage: python generate.py --model_name_or_path DIR --prompt "def add(a, b):" --steps 32 --k 0.1
 """
 import argparse
 import dataclasses
 import math
 import numbers
+import os
+import re
 import sys
 import typing
 
@@ -172,23 +183,55 @@ def add_gumbel_noise(logits, temperature):
 
 def _check(model, prompt_ids, attention_mask, mask_id, settings):
     """The checks that need the model and the prompts; returns the mask id."""
-    if mask_id is None:
-        mask_id = getattr(model.config, "mask_token_id", None)
-        if mask_id is None:
-            raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id (generate.py: --mask_id)")
+    mask_id = resolve_mask_id(mask_id, getattr(model.config, "mask_token_id", None))
     width = model_vocab_size(model.config)
     if width is not None and not 0 <= mask_id < width:
         raise ValueError(f"mask_id {mask_id} is not a token id of the model (0 .. {width - 1}); pass the model's mask "
                          "token id as mask_id (generate.py: --mask_id)")
-    if prompt_ids.dim() != 2:
-        raise ValueError(f"prompt_ids must have shape [B, P], got {tuple(prompt_ids.shape)}")
+    if not torch.is_tensor(prompt_ids) or prompt_ids.dtype != torch.long:
+        raise ValueError(f"prompt_ids must be a torch.long tensor of token ids, got "
+                         f"{prompt_ids.dtype if torch.is_tensor(prompt_ids) else type(prompt_ids).__name__}")
+    if prompt_ids.dim() != 2 or prompt_ids.shape[0] == 0:
+        raise ValueError(f"prompt_ids must have shape [B, P] with B >= 1 prompts, got {tuple(prompt_ids.shape)}")
     if attention_mask is not None and attention_mask.shape != prompt_ids.shape:
         raise ValueError(f"attention_mask must have the prompt's shape {tuple(prompt_ids.shape)}, got "
                          f"{tuple(attention_mask.shape)}")
+    if width is not None:
+        _refuse_first(prompt_ids, (prompt_ids < 0) | (prompt_ids >= width),
+                      f"which is not a token id of the model (0 .. {width - 1})")
+    real = prompt_ids == mask_id if attention_mask is None else (prompt_ids == mask_id) & attention_mask.bool()
+    _refuse_first(prompt_ids, real, "the mask token: a prompt may not hold it (the sampler fills only the completion, "
+                  "and the model reads a mask as a token to predict)")
     if settings.cache != "none" and not _native(model):
         raise ValueError(f"cache={settings.cache!r} needs the native LLaDA model (modeling_llada.LLaDAModelLM), got "
                          f"{type(model).__name__}")
     return mask_id
+
+
+def _refuse_first(prompt_ids, bad, what):
+    """ValueError naming the first prompt position where `bad` holds (and how many there are)."""
+    if bool(bad.any()):
+        row, position = (int(i) for i in bad.nonzero()[0])
+        more = int(bad.sum()) - 1
+        raise ValueError(f"prompt_ids row {row} position {position} holds id {int(prompt_ids[row, position])}, {what}"
+                         + (f" ({more} more such positions)" if more else ""))
+
+
+def resolve_mask_id(mask_id, config_mask_id):
+    """The mask id to sample with: the model config's mask_token_id, or `mask_id` when the config has
+    none. A mask_id that contradicts the config is refused rather than taken as an override: the
+    config records the id the model was trained with, and another id would be read as an ordinary
+    token, filled in silently with nonsense."""
+    if mask_id is None:
+        if config_mask_id is None:
+            raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id (generate.py: --mask_id)")
+        return config_mask_id
+    if isinstance(mask_id, bool) or not isinstance(mask_id, numbers.Integral):
+        raise ValueError(f"mask_id must be an integer token id, got {mask_id!r}")
+    if config_mask_id is not None and mask_id != config_mask_id:
+        raise ValueError(f"mask_id {mask_id} contradicts the model config's mask_token_id {config_mask_id}: leave it "
+                         "out to use the config's, or correct the config")
+    return int(mask_id)
 
 
 def _native(model):
@@ -259,17 +302,24 @@ class _Scorer:
         return logits.float()
 
     def __call__(self, x, positions):
-        """logits [B, M, N] (float32, p(mask) = 0), log-normaliser, predicted token and its logit."""
+        """logits [B, M, N] (float32, p(mask) = 0), the predicted token (argmax, or a Gumbel sample at
+        temperature > 0), its logit, and its probability p_pred [B, M] in float64: the model's
+        softmax, as a float64 softmax of the logits gives it."""
         logits = self.logits(x, positions)
         top_logit, top = logits.max(-1)
-        shifted = torch.sub(logits, top_logit[..., None], out=self._buffer("exp", logits.shape, logits))
-        log_z = top_logit + shifted.exp_().sum(-1).log()
+        # p_pred = exp(l_pred - l_top) / (1 + s), s = sum over the other tokens of exp(l - l_top).
+        # s in float32 keeps its relative precision however small it is (where 1 + s in float32 is
+        # 1 for s < 6e-8), so 1 + s taken in float64 separates probabilities near 1 as float64 does,
+        # and ties them where float64 ties them (p = 1.0 once s < 1.1e-16).
+        others = torch.sub(logits, top_logit[..., None], out=self._buffer("exp", logits.shape, logits))
+        s = others.scatter_(-1, top[..., None], -torch.inf).exp_().sum(-1)
         if self.temperature == 0:
             pred, pred_logit = top, top_logit
         else:
             pred = add_gumbel_noise(logits, self.temperature).argmax(-1)
             pred_logit = logits.gather(-1, pred[..., None]).squeeze(-1)
-        return logits, log_z, pred, pred_logit
+        p_pred = (pred_logit.double() - top_logit.double()).exp() / (1 + s.double())
+        return logits, pred, pred_logit, p_pred
 
 
 @torch.no_grad()
@@ -315,7 +365,6 @@ def _confidence(scorer, x, P, settings, mask_id, bar):
     schedule = transfer_schedule(block_length, settings.steps_per_block)
     # Without a threshold every row reveals the schedule's count, so these are every row's budgets.
     planned_budgets = edit_budgets(schedule, k)
-    log_threshold = None if threshold is None else (math.log(threshold) if threshold > 0 else -math.inf)
     cached = scorer.cache_mode != "none"
     steps_taken = 0
     for b in range(settings.blocks):
@@ -328,35 +377,34 @@ def _confidence(scorer, x, P, settings, mask_id, bar):
                 break  # every row's block is complete: the block ends early
             if threshold is None and planned_budgets[i] == 0:
                 # No row may re-edit yet, and every row has the same number of masked positions
-                # left: score only those (no host sync needed).
+                # left: score only those, in order (no host sync needed).
                 still_masked = block_length - sum(schedule[:i])
-                rows = (x[:, lo:hi] == mask_id).to(torch.int8).topk(still_masked, -1).indices + lo
+                rows = (x[:, lo:hi] != mask_id).to(torch.int8).argsort(stable=True)[:, :still_masked] + lo
             else:
                 # Re-edits look at every generated position up to the current block (never the prompt or
                 # its padding); with a cache, only at the current block (earlier ones are not scored again).
                 rows = torch.arange(lo if cached else P, hi, device=device).expand(B, -1)
             tokens = x.gather(1, rows)
             eligible = (tokens == mask_id) & (rows >= lo)
-            logits, log_z, pred, pred_logit = scorer(x, rows)
-            log_p_pred = pred_logit - log_z
+            logits, pred, pred_logit, p_pred = scorer(x, rows)
             if settings.remasking == "low_confidence":
-                conf = log_p_pred
+                conf = p_pred
             else:
                 conf = torch.rand(pred.shape, device=device)
             conf = conf.masked_fill(~eligible, -torch.inf)
             n_reveal = torch.full_like(revealed, n_scheduled)
             if threshold is not None:  # at least the schedule's count, plus every position at or above the threshold
-                n_reveal = torch.maximum(n_reveal, (conf >= log_threshold).sum(-1))
+                n_reveal = torch.maximum(n_reveal, (conf >= threshold).sum(-1))
             n_reveal = torch.minimum(n_reveal, eligible.sum(-1))  # but no more than the row has masked
             revealed += n_reveal
-            change = eligible & (_ranks(conf) < n_reveal[:, None])
+            change = eligible & _top(conf, n_reveal)
             if k > 0 and i > 0:
                 # Decoded tokens whose prediction differs and is at least as likely as the token
                 # take the prediction, most likely first, within the budget left.
                 cur_logit = logits.gather(-1, tokens[..., None]).squeeze(-1)
                 cand = (tokens != mask_id) & (pred != tokens) & (pred_logit >= cur_logit)
                 budget_left = edit_budget(k, revealed) - edits_used
-                edit = cand & (_ranks(torch.where(cand, log_p_pred, -torch.inf)) < budget_left[:, None])
+                edit = cand & _top(torch.where(cand, p_pred, -torch.inf), budget_left)
                 edits_used += edit.sum(-1)
                 change |= edit
             x.scatter_(1, rows, torch.where(change, pred, tokens))
@@ -365,11 +413,12 @@ def _confidence(scorer, x, P, settings, mask_id, bar):
     return x, steps_taken
 
 
-def _ranks(scores):
-    """Each entry's rank within its row, 0 for the highest score."""
-    order = scores.argsort(-1, descending=True)
+def _top(scores, n):
+    """[B, M] mask of the n[b] highest scores of each row b; exact ties go to the leftmost entry
+    (a stable sort: torch.topk and a plain argsort leave their order unspecified)."""
+    order = scores.argsort(stable=True, descending=True)
     positions = torch.arange(order.shape[1], device=order.device).expand_as(order)
-    return torch.empty_like(order).scatter_(1, order, positions)
+    return torch.empty_like(order).scatter_(1, order, positions) < n[:, None]
 
 
 def _ancestral(scorer, x, P, settings, mask_id, bar):
@@ -398,15 +447,50 @@ def _ancestral(scorer, x, P, settings, mask_id, bar):
     return x
 
 
+# The model types load_model can sample from: the native LLaDA model (modeling_llada.py), which
+# LLaDA's own checkpoints and this repository's use.
+DIFFUSION_MODEL_TYPES = ("llada",)
+
+
+def model_config_dict(path):
+    """The config.json contents of the model at `path` (a local folder, or a hub id tried on the hub),
+    refused before anything heavy loads when it is not a diffusion LM the sampler can drive: a local
+    path must be a model folder (config and weights); a name that does not exist locally is tried
+    as a hub id only when it has a hub id's form (owner/name, or name) and does not start inside
+    an existing local folder (outputs/tiny with outputs/ present is a missing local folder)."""
+    import transformers
+
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(f"{path} is not a model folder: it has no config.json")
+        if not any(re.fullmatch(r"(model|pytorch_model)[\w.-]*\.(safetensors|bin)", name) for name in os.listdir(path)):
+            raise ValueError(f"{path} is not a model folder: it has no weights (model*.safetensors or "
+                             "pytorch_model*.bin)")
+    elif os.path.exists(path):
+        raise ValueError(f"{path} is a file, not a model folder")
+    elif not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", path) or os.path.isdir(path.split("/")[0]):
+        raise ValueError(f"{path}: no such model folder (nor a hub id, which has the form owner/name)")
+    try:
+        config = transformers.PretrainedConfig.get_config_dict(path)[0]
+    except OSError as e:  # only a hub id gets here
+        raise ValueError(f"{path} is not a local folder, and as a hub id: {str(e).splitlines()[0]}") from None
+    if config.get("model_type") not in DIFFUSION_MODEL_TYPES:
+        raise ValueError(f"{path}: model_type {config.get('model_type')!r} is not a diffusion LM this sampler can "
+                         f"drive (model types: {', '.join(DIFFUSION_MODEL_TYPES)})")
+    return config
+
+
 def load_model(path, dtype=None, device=None, tokenizer_path=None):
     """(model, tokenizer, device) for sampling: the checkpoint (native LLaDA model for model_type
     "llada") in eval mode, on sampling_device_and_dtype's device and dtype. The tokenizer pads on the left
-    (pad = eos when it has no pad token) for batches of prompts."""
+    (pad = eos when it has no pad token) for batches of prompts. A path that is not such a model is
+    refused first (model_config_dict)."""
     import transformers
 
     import modeling_llada  # noqa: F401  (registers the native LLaDA model)
 
     device, dtype = sampling_device_and_dtype(device, dtype)
+    model_config_dict(path)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path or path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -443,15 +527,23 @@ def main(argv=None):
     except ValueError as e:
         ap.error("--" + str(e))  # the settings are named as their flags
 
+    try:  # before the model loads: a model the sampler can drive, and its mask id
+        config = model_config_dict(args.model_name_or_path)
+    except ValueError as e:
+        ap.error(f"--model_name_or_path {e}")
+    if args.mask_id is None and config.get("mask_token_id") is None:
+        ap.error(f"{args.model_name_or_path} has no mask_token_id in its config: pass --mask_id")
+    try:
+        resolve_mask_id(args.mask_id, config.get("mask_token_id"))
+    except ValueError as e:
+        ap.error("--" + str(e))
     torch.manual_seed(args.seed)
     model, tokenizer, device = load_model(args.model_name_or_path, args.dtype)
-    if args.mask_id is None and getattr(model.config, "mask_token_id", None) is None:
-        ap.error(f"{args.model_name_or_path} has no mask_token_id in its config: pass --mask_id")
     ids = tokenizer(args.prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
-    try:  # the checks that need the model (the mask id's range; a cache needs the native model)
+    try:  # the checks that need the model and the prompt (a mask token in it; a cache needs the native model)
         _check(model, ids, None, args.mask_id, settings)
     except ValueError as e:
-        ap.error(str(e))
+        ap.error(str(e).replace("prompt_ids row 0 position", "--prompt token"))
     stats = {}
     out = generate(model, ids, settings, mask_id=args.mask_id, progress=True, stats=stats)
     if settings.threshold is not None:
