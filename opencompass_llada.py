@@ -6,6 +6,7 @@ Configs name everything here by its dotted path (`type="opencompass_llada.Diffus
 (scripts/eval_opencompass.sh sets it). Each batch OpenCompass hands over is generated in one
 call of `generate.generate` (left-padded prompts), with the sampling settings of the config.
 """
+import dataclasses
 import re
 import warnings
 from typing import List, Optional
@@ -16,7 +17,7 @@ from opencompass.openicl.icl_evaluator import BaseEvaluator
 from opencompass.registry import MODELS
 
 import modeling_llada  # noqa: F401  (native LLaDA model for model_type "llada")
-from generate import check_settings, decode_completion, generate, load_model
+from generate import SamplerSettings, decode_completion, generate, load_model
 
 
 @MODELS.register_module()
@@ -29,20 +30,22 @@ class DiffusionLM(BaseModel):
     """
 
     def __init__(self, path: str, tokenizer_path: Optional[str] = None, max_seq_len: int = 4096,
-                 steps: int = 32, gen_length: int = 256, block_length: int = 256, k: float = 0.0,
-                 temperature: float = 0.0, remasking: str = "low_confidence", sampler: str = "confidence",
-                 cache: str = "none", threshold: Optional[float] = None,
                  dtype: Optional[str] = None, meta_template: Optional[dict] = None,
-                 generation_kwargs: Optional[dict] = None):
+                 generation_kwargs: Optional[dict] = None, **settings):
+        """`settings`: the fields of generate.SamplerSettings (the config's steps, k, ...; its defaults
+        for the rest)."""
+        names = [field.name for field in dataclasses.fields(SamplerSettings)]
         if generation_kwargs:
-            raise ValueError(f"generation_kwargs {generation_kwargs} are not used: set steps, gen_length, block_length, "
-                             "k, temperature, remasking, sampler, cache and threshold on the model config")
-        if max_seq_len <= gen_length:
-            raise ValueError(f"max_seq_len ({max_seq_len}) must exceed gen_length ({gen_length}): prompts need room")
-        self.settings = dict(steps=steps, gen_length=gen_length, block_length=block_length, k=k,
-                             temperature=temperature, remasking=remasking, sampler=sampler, cache=cache,
-                             threshold=threshold)
-        check_settings(**self.settings)  # refuse a bad row before loading an 8B model
+            raise ValueError(f"generation_kwargs {generation_kwargs} are not used: set the sampler's settings "
+                             f"({', '.join(names)}) on the model config")
+        unknown = sorted(set(settings) - set(names))
+        if unknown:
+            raise ValueError(f"DiffusionLM: unknown settings {', '.join(unknown)}; the sampler's are "
+                             f"{', '.join(names)}")
+        self.settings = SamplerSettings(**settings)  # refuse a bad row before loading an 8B model
+        if max_seq_len <= self.settings.gen_length:
+            raise ValueError(f"max_seq_len ({max_seq_len}) must exceed gen_length ({self.settings.gen_length}): "
+                             "prompts need room")
         super().__init__(path=path, max_seq_len=max_seq_len, meta_template=meta_template)
         self.warned_max_out_len = False
         self.model, self.tokenizer, self.device = load_model(path, dtype, tokenizer_path=tokenizer_path)
@@ -55,7 +58,7 @@ class DiffusionLM(BaseModel):
             raise ValueError(f"max_out_len must be a positive number of tokens, got {max_out_len}")
         if not inputs:
             return []
-        gen_length = self.settings["gen_length"]
+        gen_length = self.settings.gen_length
         if max_out_len > gen_length and not self.warned_max_out_len:
             # The sampler writes exactly gen_length tokens (the paper's protocol): say so once.
             warnings.warn(f"max_out_len ({max_out_len}) exceeds the model's gen_length ({gen_length}): "
@@ -65,7 +68,7 @@ class DiffusionLM(BaseModel):
         # prompt + completion must fit the model: keep the end of over-long prompts
         keep = self.max_seq_len - gen_length
         ids, mask = enc["input_ids"][:, -keep:].to(self.device), enc["attention_mask"][:, -keep:].to(self.device)
-        out = generate(self.model, ids, attention_mask=mask, **self.settings)
+        out = generate(self.model, ids, settings=self.settings, attention_mask=mask)
         return [cut_at_stop_words(decode_completion(self.tokenizer, row[:max_out_len]), stopping_criteria)
                 for row in out[:, ids.shape[1]:]]
 

@@ -42,21 +42,37 @@ for _row in _chosen_rows:
 _batch_size = os.environ.get("EVAL_BATCH_SIZE", "8")
 if not _batch_size.isdigit() or int(_batch_size) < 1:
     raise ValueError(f"EVAL_BATCH_SIZE={_batch_size!r}: must be a positive integer")
+# The sampler modes are checked by generate.SamplerSettings, imported by __import__: mmengine's config
+# loader turns an import statement of a module outside the standard library into a lazy object that
+# cannot be called.
+_SamplerSettings = __import__("generate").SamplerSettings
+
+
+def _sampler_settings(variable, **fields):
+    """Refuses fields that generate.SamplerSettings refuses, naming the environment variable."""
+    try:
+        return _SamplerSettings(**fields)
+    except ValueError as e:
+        raise ValueError(f"{variable}={os.environ.get(variable)!r}: {e}") from None
+
+
+def _number(text, kind):
+    """kind(text), or the text itself (which SamplerSettings then refuses by name) if it is not one."""
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
 _cache = os.environ.get("EVAL_CACHE", "none") or "none"
-if _cache not in ("none", "prefix", "dual"):
-    raise ValueError(f"EVAL_CACHE={_cache!r}: choose none, prefix or dual")
+_sampler_settings("EVAL_CACHE", cache=_cache)
 _threshold = os.environ.get("EVAL_THRESHOLD", "")
-try:
-    _threshold = float(_threshold) if _threshold else None
-except ValueError:
-    _threshold = -1.0
-if _threshold is not None and not 0.0 <= _threshold <= 1.0:
-    raise ValueError(f"EVAL_THRESHOLD={os.environ.get('EVAL_THRESHOLD')!r}: must be a probability in [0, 1] (or unset)")
-_block = os.environ.get("EVAL_BLOCK_LENGTH", "256")
-if not _block.isdigit() or int(_block) < 1 or 256 % int(_block) or any(int(s) % (256 // int(_block)) for s in _chosen_steps):
-    raise ValueError(f"EVAL_BLOCK_LENGTH={_block!r}: must divide the gen length 256, and 256/EVAL_BLOCK_LENGTH must "
-                     f"divide every step count ({', '.join(_chosen_steps)})")
-_block = int(_block)
+_threshold = _number(_threshold, float) if _threshold else None
+_sampler_settings("EVAL_THRESHOLD", threshold=_threshold)
+_block = _number(os.environ.get("EVAL_BLOCK_LENGTH", "256"), int)
+for _steps in _chosen_steps:
+    _sampler_settings("EVAL_BLOCK_LENGTH", steps=int(_steps), gen_length=256, block_length=_block, cache=_cache,
+                      threshold=_threshold)
 # Anything but the paper's exact sampler (block 256, no cache, no threshold) says so in its abbr.
 _mode = _table.sampler_mode(_block, _cache, _threshold)
 _left_out = [f"{r} (set {_table.ROWS[r].variable})" for r in _table.ROWS if r not in _chosen_rows + _runnable] + \

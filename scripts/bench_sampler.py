@@ -18,6 +18,7 @@ so a threshold changes nothing there.
 usage: python scripts/bench_sampler.py [--model outputs/tiny] [--prompt_length 768] [--threads N]
 """
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -28,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from experiment_common import SAMPLER_MODES, held_out_prompts  # noqa: E402
-from generate import generate, load_model, sampling_device_and_dtype  # noqa: E402
+from generate import SamplerSettings, generate, load_model, sampling_device_and_dtype  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
 
 # Random-weight shapes: the tiny default's (scripts/make_tiny.py, vocabulary 512) and LLaDA-8B's.
@@ -69,6 +70,10 @@ def main(argv=None):
         value = getattr(args, name)
         if value is not None and value < 1:
             ap.error(f"--{name} must be a positive integer, got {value}")
+    try:  # each mode replaces the cache and threshold of these
+        base = SamplerSettings(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k)
+    except ValueError as e:
+        ap.error("--" + str(e))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -93,15 +98,15 @@ def main(argv=None):
         prompts = held_out_prompts(tokenizer, args.tiny_dir, args.batch, args.prompt_length).to(device)
         source = f"{args.model}, held-out prompts from {args.tiny_dir}/valid.jsonl"
 
-    settings = dict(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k)
-    generate(model, prompts[:, :8], **{**settings, "steps": args.gen_length // args.block_length})  # warm-up
+    generate(model, prompts[:, :8], dataclasses.replace(base, steps=base.blocks))  # warm-up
     results = {}
     for name in args.modes:
+        settings = dataclasses.replace(base, **SAMPLER_MODES[name])
         stats = {}
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = generate(model, prompts, stats=stats, **settings, **SAMPLER_MODES[name])
+        out = generate(model, prompts, settings, stats=stats)
         if device == "cuda":
             torch.cuda.synchronize()
         results[name] = (time.perf_counter() - start, out[:, args.prompt_length:], stats)

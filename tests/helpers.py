@@ -21,6 +21,14 @@ def tiny_model(dtype=torch.float32, **overrides):
     return LLaDAModelLM(LLaDAConfig(**dict(TINY_SHAPE, **overrides))).to(dtype).eval()
 
 
+def sharpened(model, factor):
+    """`model` with its output head, so its logits, multiplied by `factor` (in place): many top
+    probabilities then lie within 1e-7 of 1, where float32 cannot tell them apart."""
+    with torch.no_grad():
+        model.output_head_weight.mul_(factor)
+    return model
+
+
 def run_main(main, argv, capsys):
     """A script's main(argv) in this process, as its command line would run: (exit code, stdout,
     stderr). argparse's errors and sys.exit("message") end in SystemExit; the message goes to

@@ -9,7 +9,7 @@ import torch
 
 from generate import edit_budgets, generate, transfer_schedule
 from generate import main as generate_main
-from helpers import check_left_padded_batch_equals_each_prompt_alone, run_main
+from helpers import check_left_padded_batch_equals_each_prompt_alone, run_main, sharpened
 from helpers import tiny_model as shared_tiny_model
 from modeling_llada import KVCache
 
@@ -145,6 +145,43 @@ def test_threshold_one_reveals_exactly_one_token_a_step(cache):
         assert (((before == MASK) & (after != MASK)).sum(1) == 1).all()
     # one a step, the most confident: the exact sampler's choice
     assert torch.equal(out, generate(model, x, steps=16, gen_length=16, block_length=8, cache=cache))
+
+
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
+def test_threshold_one_reveals_the_schedules_count_on_a_sharpened_head(cache):
+    """Probabilities within 1e-7 of 1 are 1 in float32 but below 1 in float64 (LLaDA's and
+    Fast-dLLM's softmax): threshold 1.0 reveals only the schedule's 2 a step, as the exact sampler."""
+    model = sharpened(tiny_model(torch.float32), 10)
+    x = prompts()
+    with torch.no_grad():
+        first = model(torch.cat([x, torch.full((3, 16), MASK)], 1)).logits[:, 5:13]
+    first[..., MASK] = -math.inf
+    top = torch.softmax(first.double(), -1).max(-1).values
+    assert ((1 - top < 1e-7) & (top < 1)).sum() >= 3  # the sharp regime, already at the first step
+    rec = StateRecorder(model, 5)
+    stats = {}
+    out = generate(model, x, steps=8, gen_length=16, block_length=8, threshold=1.0, cache=cache, stats=stats)
+    states = rec.states + [out[:, 5:]]
+    assert stats["steps"] == 8
+    for before, after in zip(states, states[1:]):
+        assert (((before == MASK) & (after != MASK)).sum(1) == 2).all()
+    assert torch.equal(out, generate(model, x, steps=8, gen_length=16, block_length=8, cache=cache))
+
+
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
+@pytest.mark.parametrize("threshold", [None, 1.0])
+def test_exact_ties_are_revealed_leftmost_first_in_every_mode(cache, threshold):
+    """A zero output head: every logit is 0, every confidence ties exactly, so each step reveals the
+    leftmost masked positions of its block (at k > 0 too: the window of re-edit candidates)."""
+    model = sharpened(tiny_model(), 0.0)
+    rec = StateRecorder(model, 5)
+    out = generate(model, prompts(), steps=8, gen_length=32, block_length=16, k=0.3, cache=cache, threshold=threshold)
+    states = rec.states + [out[:, 5:]]
+    for before, after in zip(states, states[1:]):
+        revealed = (before == MASK) & (after != MASK)
+        masked = before == MASK
+        leftmost = masked & (masked.cumsum(1) <= revealed.sum(1, keepdim=True))
+        assert torch.equal(revealed, leftmost) and (revealed.sum(1) == 4).all()
 
 
 @pytest.mark.parametrize("cache", ["none", "dual"])

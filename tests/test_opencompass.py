@@ -80,11 +80,15 @@ def test_one_row_at_one_step_count_can_be_run_alone(monkeypatch, ckpts):
     (dict(EVAL_ROWS="base-k0", EVAL_STEPS="16"), "EVAL_STEPS='16': choose a comma-separated subset of 32, 64, 128, 256"),
     (dict(EVAL_ROWS="mdm-k0"), "EVAL_ROWS includes mdm-k0: set MDM_CKPT"),
     (dict(EVAL_ROWS="base-k0", EVAL_BATCH_SIZE="0"), "EVAL_BATCH_SIZE='0': must be a positive integer"),
-    (dict(EVAL_CACHE="full"), "EVAL_CACHE='full': choose none, prefix or dual"),
-    (dict(EVAL_THRESHOLD="high"), "EVAL_THRESHOLD='high': must be a probability in \\[0, 1\\]"),
-    (dict(EVAL_THRESHOLD="1.5"), "EVAL_THRESHOLD='1.5': must be a probability"),
-    (dict(EVAL_BLOCK_LENGTH="48"), "EVAL_BLOCK_LENGTH='48': must divide the gen length 256"),
-    (dict(EVAL_BLOCK_LENGTH="4", EVAL_STEPS="32"), "EVAL_BLOCK_LENGTH='4'"),  # 64 blocks, 32 steps
+    # the sampler's own checks (generate.SamplerSettings), named by the environment variable
+    (dict(EVAL_CACHE="full"), "EVAL_CACHE='full': cache must be one of \\('none', 'prefix', 'dual'\\), got 'full'"),
+    (dict(EVAL_THRESHOLD="high"), "EVAL_THRESHOLD='high': threshold must be a real number or None, got 'high'"),
+    (dict(EVAL_THRESHOLD="1.5"), "EVAL_THRESHOLD='1.5': threshold must be None or a probability in \\[0, 1\\]"),
+    (dict(EVAL_THRESHOLD="nan"), "EVAL_THRESHOLD='nan': threshold must be None or a probability"),
+    (dict(EVAL_BLOCK_LENGTH="48"), "EVAL_BLOCK_LENGTH='48': gen_length \\(256\\) must be a positive multiple of "
+                                   "block_length \\(48\\)"),
+    (dict(EVAL_BLOCK_LENGTH="4", EVAL_STEPS="32"), "EVAL_BLOCK_LENGTH='4': steps \\(32\\) must be a positive multiple"),
+    (dict(EVAL_BLOCK_LENGTH="x"), "EVAL_BLOCK_LENGTH='x': block_length must be an integer"),
 ])
 def test_bad_row_or_step_selection_is_refused_by_name(env, match, monkeypatch):
     with pytest.raises(Exception, match=match):
@@ -271,7 +275,8 @@ def test_wrapper_passes_its_fast_modes_and_handles_empty_and_bad_requests(llada_
         model.generate(["def f(x):"], max_out_len=0)
     assert not calls  # refused before any sampling
     assert len(model.generate(["def f(x):"], max_out_len=16)) == 1
-    assert (calls[0]["cache"], calls[0]["threshold"], calls[0]["block_length"]) == ("dual", 0.9, 8)
+    settings = calls[0]["settings"]
+    assert (settings.cache, settings.threshold, settings.block_length) == ("dual", 0.9, 8)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -279,6 +284,8 @@ def test_wrapper_passes_its_fast_modes_and_handles_empty_and_bad_requests(llada_
     (dict(cache="full"), "cache must be one of"),
     (dict(temperature=float("nan")), "temperature must be >= 0 and finite"),
     (dict(sampler="ancestral", cache="dual"), "cache and threshold apply to sampler='confidence' only"),
+    (dict(stpes=4), "unknown settings stpes; the sampler's are steps, gen_length, block_length, k, temperature, "
+                    "remasking, sampler, cache, threshold"),
 ])
 def test_wrapper_refuses_bad_settings_before_loading_the_model(kw, match):
     import opencompass_llada
