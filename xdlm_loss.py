@@ -148,13 +148,18 @@ def reverse_posterior(p, z_t, alpha_s, alpha_t, k, mask_id):
     p [B, L, N] is the model's (or a one-hot x: then the true posterior q(z_s | z_t, x));
     alpha_s > alpha_t are [B]. q(z_t | z_s) = (alpha_t/alpha_s)[z_t = z_s] + (1 - alpha_t/alpha_s) r(z_t)
     because r is stationary.
+
+    Where p gives no mass to any z_s that can lead to z_t (f_t(p, z_t) = 0: a one-hot p, at
+    temperature 0, that differs from a token decoded earlier at k = 0), the step follows the
+    forward process alone, q(z_t | z_s) normalised over z_s: at k = 0 a decoded token is kept.
     """
     N = p.shape[-1]
     r = stationary_noise(k, mask_id, N, dtype=p.dtype, device=p.device)
     ratio = (alpha_t / alpha_s).to(p.dtype)[:, None, None]
     q_zt_given_zs = (1 - ratio) * r[z_t][..., None] + ratio * F.one_hot(z_t, N).to(p.dtype)
     joint = q_zt_given_zs * forward_marginal(p, alpha_s.to(p.dtype)[:, None].expand(z_t.shape), r)
-    return joint / joint.sum(-1, keepdim=True)  # the sum is f_t(p, z_t)
+    f_t = joint.sum(-1, keepdim=True)
+    return torch.where(f_t > 0, joint / f_t, q_zt_given_zs / q_zt_given_zs.sum(-1, keepdim=True))
 
 
 # ---------------------------------------------------------------------------

@@ -361,6 +361,24 @@ def test_ancestral_sampler_finishes_without_masks_and_keeps_the_prompt():
         assert not (out == MASK).any() and torch.equal(out[:, :5], x)
 
 
+def test_ancestral_sampler_at_temperature_0_keeps_decoded_tokens_where_the_model_disagrees():
+    """At temperature 0 the model's p is one-hot, and it may put no mass on a token decoded at an
+    earlier step. At k = 0 such a token can only have come from itself (the forward process keeps
+    or masks), so the posterior keeps it, rather than dividing 0 by 0."""
+    from xdlm_loss import reverse_posterior
+
+    p = torch.nn.functional.one_hot(torch.tensor([[3, 3]]), 7).double()  # the model says 3 everywhere
+    z_t = torch.tensor([[5, 6]])  # position 0 decoded as 5, position 1 still masked (mask id 6)
+    post = reverse_posterior(p, z_t, torch.tensor([0.75]).double(), torch.tensor([0.5]).double(), 0.0, 6)
+    assert torch.equal(post[0, 0], torch.nn.functional.one_hot(torch.tensor(5), 7).double())
+    # masked: revealed with probability (alpha_s - alpha_t) / (1 - alpha_t) = 0.5, as the model says
+    assert torch.allclose(post[0, 1], torch.tensor([0, 0, 0, 0.5, 0, 0, 0.5]).double())
+    model, x = tiny_model(), prompts()
+    for k in (0.0, 0.2):
+        out = generate(model, x, steps=8, gen_length=16, block_length=8, k=k, temperature=0.0, sampler="ancestral")
+        assert not (out == MASK).any() and torch.equal(out[:, :5], x)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(gen_length=30, block_length=16), "gen_length \\(30\\) must be a positive multiple of block_length"),
     (dict(steps=3, gen_length=32, block_length=16), "steps \\(3\\) must be a positive multiple"),
