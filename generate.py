@@ -49,15 +49,13 @@ import argparse
 import dataclasses
 import math
 import numbers
-import os
-import re
 import sys
 import typing
 
 import torch
 from tqdm.auto import tqdm
 
-from model_config import model_vocab_size
+from model_config import model_source, model_vocab_size
 from modeling_llada import KVCache
 from xdlm_loss import drop_mask_logit, reverse_posterior, stationary_noise
 
@@ -455,21 +453,13 @@ DIFFUSION_MODEL_TYPES = ("llada",)
 def model_config_dict(path):
     """The config.json contents of the model at `path` (a local folder, or a hub id tried on the hub),
     refused before anything heavy loads when it is not a diffusion LM the sampler can drive: a local
-    path must be a model folder (config and weights); a name that does not exist locally is tried
-    as a hub id only when it has a hub id's form (owner/name, or name) and does not start inside
-    an existing local folder (outputs/tiny with outputs/ present is a missing local folder)."""
+    path must be a model folder, anything else a hub id (model_config.model_source)."""
     import transformers
 
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise ValueError(f"{path} is not a model folder: it has no config.json")
-        if not any(re.fullmatch(r"(model|pytorch_model)[\w.-]*\.(safetensors|bin)", name) for name in os.listdir(path)):
-            raise ValueError(f"{path} is not a model folder: it has no weights (model*.safetensors or "
-                             "pytorch_model*.bin)")
-    elif os.path.exists(path):
-        raise ValueError(f"{path} is a file, not a model folder")
-    elif not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", path) or os.path.isdir(path.split("/")[0]):
-        raise ValueError(f"{path}: no such model folder (nor a hub id, which has the form owner/name)")
+    try:
+        path, kind = model_source(path)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     try:
         config = transformers.PretrainedConfig.get_config_dict(path)[0]
     except OSError as e:  # only a hub id gets here

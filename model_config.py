@@ -1,8 +1,11 @@
 """A model's config for training: this repository's LLaDA classes or, with --model_implementation
 remote, the checkpoint's own code; its vocabulary width and length; the mask id.
 """
+import glob
+import json
 import logging
 import os
+import re
 
 from transformers import AutoConfig, PretrainedConfig
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
@@ -10,6 +13,49 @@ from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from modeling_llada import LLaDAConfig
 
 logger = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9]")  # owner/name
+
+
+def model_source(path):
+    """(path, kind) of a model to load: a model folder (config.json and weights: *.safetensors or
+    pytorch_model*.bin, every shard of a weights index) as an absolute path, kind "folder"; or a hub
+    id owner/name that is no local path, kind "hub id" ("outputs/typo" with outputs/ present is a
+    missing local folder). Anything else raises ValueError saying what is wrong (the caller names
+    the flag or variable)."""
+    if os.path.isdir(path):
+        problem = model_folder_problem(path)
+        if problem:
+            raise ValueError(f"is not a model folder: it {problem}")
+        return os.path.abspath(path), "folder"
+    if os.path.exists(path):
+        raise ValueError("is a file: give the model's folder (config.json and weights)")
+    if HUB_ID.fullmatch(path) and ".." not in path and not os.path.isdir(path.split("/")[0]):
+        return path, "hub id"
+    raise ValueError("no such model folder, and not a hub id (owner/name): give a model folder (config.json and "
+                     "weights) or a hub id")
+
+
+def model_folder_problem(folder):
+    """What keeps `folder` from being a model folder ("has no config.json", ...), or None."""
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        saves = sorted(glob.glob(os.path.join(glob.escape(folder), "checkpoint-*")))
+        return "has no config.json" + (f" (it holds training checkpoints, e.g. {os.path.basename(saves[-1])}: "
+                                       "give one of them)" if saves else "")
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if os.path.isfile(os.path.join(folder, index)):
+            try:
+                with open(os.path.join(folder, index)) as f:
+                    shards = sorted(set(json.load(f)["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                return f"has an unreadable {index} ({type(e).__name__}: {e})"
+            missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
+            if not shards or missing:
+                return f"lacks shards its {index} names: {', '.join(missing) or 'it names none'}"
+            return None
+    if not any(glob.glob(os.path.join(glob.escape(folder), p)) for p in ("*.safetensors", "pytorch_model*.bin")):
+        return "has no weights (*.safetensors or pytorch_model*.bin)"
+    return None
 
 
 def config_file(model_args):

@@ -10,8 +10,6 @@ A new benchmark is its config, opencompass_configs/eval_<name>.py (its `datasets
 
     python opencompass_configs/benchmarks.py [NAME ...]   prints "NAME CONFIG" per benchmark (all by default)
 """
-import glob
-import json
 import os
 import re
 import sys
@@ -77,45 +75,15 @@ def parse_abbr(abbr):
 
 
 def checkpoint(variable, value):
-    """(path, kind) of a row's checkpoint: a model folder (config.json and weights: *.safetensors or
-    pytorch_model*.bin, every shard of a weights index) as an absolute path, kind "folder"; or a hub
-    id owner/name that is no local path, kind "hub id". Anything else raises ValueError naming the
-    variable and the path."""
+    """(path, kind) of a row's checkpoint (model_config.model_source: a model folder as an absolute
+    path, or a hub id); anything else raises ValueError naming the variable and the path."""
+    from model_config import model_source  # (imported here: the benchmark listing needs no transformers)
+
     where = f"{variable}={value!r}" + (f" ({os.path.abspath(value)})" if value != os.path.abspath(value) else "")
-    if os.path.isdir(value):
-        problem = model_folder_problem(value)
-        if problem:
-            raise ValueError(f"{where} is not a model folder: it {problem}")
-        return os.path.abspath(value), "folder"
-    if os.path.exists(value):
-        raise ValueError(f"{where} is a file: give the model's folder (config.json and weights)")
-    hub_id = re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9]", value) and ".." not in value
-    if hub_id and not os.path.isdir(value.split("/")[0]):  # "outputs/typo" is a local path that is missing
-        return value, "hub id"
-    raise ValueError(f"{where}: no such folder, and not a hub id (owner/name); give a model folder "
-                     "(config.json and weights) or a hub id")
-
-
-def model_folder_problem(folder):
-    """What keeps `folder` from being a model folder ("has no config.json", ...), or None."""
-    if not os.path.isfile(os.path.join(folder, "config.json")):
-        saves = sorted(glob.glob(os.path.join(glob.escape(folder), "checkpoint-*")))
-        return "has no config.json" + (f" (it holds training checkpoints, e.g. {os.path.basename(saves[-1])}: "
-                                       "give one of them)" if saves else "")
-    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        if os.path.isfile(os.path.join(folder, index)):
-            try:
-                with open(os.path.join(folder, index)) as f:
-                    shards = sorted(set(json.load(f)["weight_map"].values()))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-                return f"has an unreadable {index} ({type(e).__name__}: {e})"
-            missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
-            if not shards or missing:
-                return f"lacks shards its {index} names: {', '.join(missing) or 'it names none'}"
-            return None
-    if not any(glob.glob(os.path.join(glob.escape(folder), p)) for p in ("*.safetensors", "pytorch_model*.bin")):
-        return "has no weights (*.safetensors or pytorch_model*.bin)"
-    return None
+    try:
+        return model_source(value)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 def main(names):

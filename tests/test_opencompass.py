@@ -108,7 +108,7 @@ BIN_SHARDS = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.
 
 
 @pytest.mark.parametrize("make, problem", [
-    (lambda d: str(d / "no" / "such" / "folder"), "no such folder, and not a hub id"),
+    (lambda d: str(d / "no" / "such" / "folder"), "no such model folder, and not a hub id"),
     (lambda d: model_folder(d / "m") + "/model.safetensors", "is a file: give the model's folder"),
     (lambda d: model_folder(d / "m", ("config.json", "tokenizer.json")), "has no weights"),
     (lambda d: model_folder(d / "m", ("model.safetensors",)), "has no config.json"),
@@ -117,7 +117,7 @@ BIN_SHARDS = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.
     (lambda d: shards(d / "m", "model.safetensors.index.json", SHARDS, SHARDS[:1]),
      "lacks shards its model.safetensors.index.json names: model-00002-of-00002.safetensors"),
     (lambda d: shards(d / "m", "pytorch_model.bin.index.json", BIN_SHARDS, ()), "lacks shards"),
-    (lambda d: os.makedirs(d / "outputs") or "outputs/mdm-typo", "no such folder"),  # a local folder, not a hub id
+    (lambda d: os.makedirs(d / "outputs") or "outputs/mdm-typo", "no such model folder"),  # a local folder, not a hub id
 ], ids=["missing", "file", "no-weights", "no-config", "training-run", "missing-shard", "missing-bin-shards",
         "missing-under-local-folder"])
 def test_a_checkpoint_that_is_no_model_folder_stops_the_run_naming_its_variable_and_path(
@@ -130,7 +130,7 @@ def test_a_checkpoint_that_is_no_model_folder_stops_the_run_naming_its_variable_
 
 
 def test_every_bad_checkpoint_is_named_at_once_and_only_the_chosen_rows_are_checked(monkeypatch, ckpts):
-    with pytest.raises(ValueError, match="^MDM_CKPT='/no/mdm': no such folder.*; XDLM_CKPT='/no/xdlm': no such"):
+    with pytest.raises(ValueError, match="^MDM_CKPT='/no/mdm': no such model folder.*; XDLM_CKPT='/no/xdlm': no such"):
         load("mbpp", monkeypatch, MDM_CKPT="/no/mdm", XDLM_CKPT="/no/xdlm")  # default rows: all four
     cfg = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", MDM_CKPT="/no/mdm", XDLM_CKPT=ckpts["XDLM_CKPT"])
     assert {m.path for m in cfg.models} == {ckpts["XDLM_CKPT"]}
@@ -337,7 +337,7 @@ def test_eval_opencompass_refuses_a_missing_checkpoint_before_any_row(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode != 0
     (line,) = proc.stderr.splitlines()  # one line, before OpenCompass starts
-    assert line.startswith("opencompass_configs/eval_gsm8k.py: MDM_CKPT='/no/such/folder': no such folder")
+    assert line.startswith("opencompass_configs/eval_gsm8k.py: MDM_CKPT='/no/such/folder': no such model folder")
     assert not (tmp_path / "work").exists()  # no work folder: nothing ran
 
 
