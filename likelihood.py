@@ -221,6 +221,8 @@ def estimate(model, requests, estimator="masked", k=0.0, cfg=0.0, mc_num=128, ba
     check_settings(estimator, k, cfg, mc_num, batch_size, seed, draws_per_forward)
     mask_id, N = _check_model(model, mask_id)
     requests = _check_requests(requests, mask_id, N, max_length(model.config))
+    if not requests:
+        return []
     G = mc_num // batch_size
     # Per request: the draws' values (mc_num) and the clean answer's term per group (G).
     values = torch.zeros(len(requests), mc_num + G, dtype=torch.float64)
