@@ -194,7 +194,8 @@ def _check_requests(requests, mask_id, N, longest):
         for name, ids in (("context", context), ("answer", answer)):
             t = torch.as_tensor(ids).cpu()
             if t.dim() != 1 or (t.numel() and t.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8)):
-                raise ValueError(f"requests[{i}]: the {name} must be a sequence of token ids, got {t.dtype} {tuple(t.shape)}")
+                raise ValueError(f"requests[{i}]: the {name} must be a sequence of token ids, got {t.dtype} "
+                                 f"{tuple(t.shape)}")
             t = t.long()
             if t.numel() and not bool(((t >= 0) & (t < N)).all()):
                 raise ValueError(f"requests[{i}]: the {name} has token ids outside the model's vocabulary [0, {N})")

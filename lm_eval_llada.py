@@ -84,8 +84,8 @@ class HarnessDiffusionLM(LM):
         if check_greedy not in (True, False):
             raise ValueError(f"check_greedy must be true or false, got {check_greedy!r}")
         if check_greedy and cfg:
-            raise ValueError("check_greedy decodes with generate.py, which has no classifier-free guidance: use it with "
-                             "cfg=0")
+            raise ValueError("check_greedy decodes with generate.py, which has no classifier-free guidance: use it "
+                             "with cfg=0")
         self.estimator_settings = dict(estimator=estimator, k=k if estimator == "xdlm" else 0.0, cfg=cfg,
                                        mc_num=mc_num, batch_size=batch_size, seed=seed,
                                        draws_per_forward=draws_per_forward)
@@ -95,7 +95,8 @@ class HarnessDiffusionLM(LM):
         check_estimator_settings(**self.estimator_settings)  # before loading an 8B model
         check_sampler_settings(**self.sampler_settings)
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: no GPU here (lm-eval's --device defaults to cuda:0); pass --device cpu")
+            raise ValueError(f"device {device!r}: no GPU here (lm-eval's --device defaults to cuda:0); pass "
+                             "--device cpu")
         sampling_device_and_dtype(device, dtype)  # refuses a bad dtype name before loading
         self.model, self.tokenizer, self._device = load_model(pretrained, dtype, device, tokenizer_path=tokenizer)
         self.mask_id = self.model.config.mask_token_id if mask_id is None else mask_id
@@ -103,8 +104,8 @@ class HarnessDiffusionLM(LM):
         self.check_greedy = check_greedy
         self.generate_batch_size = generate_batch_size
         self.warned_settings = False
-        logger.info(f"{MODEL_NAME}: {pretrained} ({self.model.dtype} on {self.device}); likelihood {self.estimator_settings}; "
-                    f"generation {self.sampler_settings}")
+        logger.info(f"{MODEL_NAME}: {pretrained} ({self.model.dtype} on {self.device}); likelihood "
+                    f"{self.estimator_settings}; generation {self.sampler_settings}")
 
     # ------------------------------------------------------------------ likelihood
 
@@ -165,8 +166,8 @@ class HarnessDiffusionLM(LM):
             until = gen_kwargs.pop("until", None) or []
             max_gen_toks = gen_kwargs.pop("max_gen_toks", gen_length)
             if max_gen_toks > gen_length:
-                raise ValueError(f"generate_until request {n} asks for max_gen_toks={max_gen_toks} tokens but the sampler "
-                                 f"writes gen_length={gen_length}: raise gen_length in model_args")
+                raise ValueError(f"generate_until request {n} asks for max_gen_toks={max_gen_toks} tokens but the "
+                                 f"sampler writes gen_length={gen_length}: raise gen_length in model_args")
             self._warn_task_settings(gen_kwargs)
             contexts.append(context)
             stops.append([until] if isinstance(until, str) else list(until))

@@ -4,12 +4,14 @@ and batching (across requests, companions, pack sizes) against one request at a 
 import functools
 import itertools
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import run_main
 from helpers import tiny_model as shared_tiny_model
 from likelihood import draw_corruptions, encode_pair, estimate, estimate_texts, systematic_counts
 from xdlm_loss import stationary_noise, xdlm_loss
@@ -35,17 +37,17 @@ def log_p_without_mask(logits):
 
 
 def exact_masked_nll(m, context, answer):
-    """LLaDA's bound by enumeration: sum over l of (1/L)(L/l) x the mean over l-subsets S of the
+    """LLaDA's bound by enumeration: sum over n of (1/L)(L/n) x the mean over n-subsets S of the
     answer of sum_{i in S} -log p(x_i | answer masked on S), the mask logit excluded."""
     C, L = len(context), len(answer)
     total = 0.0
-    for l in range(1, L + 1):
-        subsets = list(itertools.combinations(range(L), l))
+    for n in range(1, L + 1):
+        subsets = list(itertools.combinations(range(L), n))
         for S in subsets:
             z = [MASK if i in S else a for i, a in enumerate(answer)]
             with torch.no_grad():
                 log_p = log_p_without_mask(m(torch.tensor([context + z])).logits[0])
-            total += (1 / L) * (L / l) * sum(-log_p[C + i, answer[i]].item() for i in S) / len(subsets)
+            total += (1 / L) * (L / n) * sum(-log_p[C + i, answer[i]].item() for i in S) / len(subsets)
     return total
 
 
@@ -256,7 +258,8 @@ def test_bfloat16_model_gives_finite_float32_estimates_close_to_float32_ones():
     bf16 = shared_tiny_model(dtype=torch.bfloat16)
     requests = [([1, 2, 3], [4, 5, 6, 7]), ([8], [9, 10])]
     for settings in (dict(), dict(estimator="xdlm", k=0.1)):
-        for a, b in zip(estimate(f32, requests, mc_num=32, **settings), estimate(bf16, requests, mc_num=32, **settings)):
+        pairs = zip(estimate(f32, requests, mc_num=32, **settings), estimate(bf16, requests, mc_num=32, **settings))
+        for a, b in pairs:
             assert math.isfinite(b.log_likelihood) and math.isfinite(b.standard_error)
             assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=0.02)
 
@@ -321,9 +324,29 @@ def test_encode_pair_moves_the_context_s_trailing_spaces_into_the_answer(tokeniz
 
 
 def test_estimate_texts_scores_the_encoded_pairs(tokenizer):
-    m = shared_tiny_model(vocab_size=len(tokenizer), embedding_size=len(tokenizer), mask_token_id=tokenizer.mask_token_id)
+    N = len(tokenizer)
+    m = shared_tiny_model(vocab_size=N, embedding_size=N, mask_token_id=tokenizer.mask_token_id)
     pairs = [("for i in ", "range(3):"), ("import ", "os")]
     assert estimate_texts(m, tokenizer, pairs, mc_num=16) == estimate(
         m, [encode_pair(tokenizer, c, a) for c, a in pairs], mc_num=16)
     with pytest.raises(ValueError, match="mc_num must be a positive integer"):
         estimate_texts(m, tokenizer, pairs, mc_num=0)
+
+
+# ---------------------------------------------------------------------------
+# The benchmark, reduced
+# ---------------------------------------------------------------------------
+
+def test_bench_prints_both_ways_with_identical_estimates_and_both_standard_errors(capsys):
+    import bench_likelihood
+
+    code, out, err = run_main(bench_likelihood.main, ["--items", "3", "--mc_num", "8", "--batch_size", "4",
+                                                      "--draws_per_forward", "16", "--cfg", "0.5"], capsys)
+    assert code == 0, err
+    assert re.search(r"\| one request at a time \(draws_per_forward = batch_size = 4\) \| 6 \|", out)  # 3 x 8 / 4
+    assert re.search(r"\| batched \(draws_per_forward = 16\) \| 2 \|", out)
+    assert float(re.search(r"identical up to (\S+) ", out).group(1)) < 1e-5
+    assert re.search(r"\| masked \| -[\d.]+ \| [\d.]+ \| 16 \|", out)  # 8 draws, twice with cfg
+    assert re.search(r"\| xdlm k=0.1 \| -[\d.]+ \| [\d.]+ \| 18 \|", out)  # and the clean answer
+    code, _, err = run_main(bench_likelihood.main, ["--mc_num", "12", "--batch_size", "8"], capsys)
+    assert code == 2 and "--mc_num (12) must be a multiple of batch_size (8)" in err
