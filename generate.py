@@ -547,5 +547,26 @@ def decode_completion(tokenizer, ids):
     return tokenizer.decode(ids.tolist(), skip_special_tokens=True)
 
 
+def cut_at_stop_words(text, stop_words):
+    """The text before the first occurrence of any of the stop words (the stop word dropped)."""
+    return text[:min((at for at in (text.find(s) for s in stop_words if s) if at >= 0), default=len(text))]
+
+
+def complete(model, tokenizer, prompts, settings, max_length, stop_words=(), max_new_tokens=None, mask_id=None):
+    """The completions of a batch of text prompts, as the evaluations read them (OpenCompass's
+    DiffusionLM, lm-eval's generate_until): the prompts left-padded into one batch, each keeping
+    its last max_length - gen_length tokens (prompt and completion must fit the model); all
+    generated tokens decoded (decode_completion), the first max_new_tokens[i] of them kept, and
+    cut before the first of stop_words[i] (one list per prompt)."""
+    device = next(model.parameters()).device
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    keep = max_length - settings.gen_length
+    ids, mask = enc["input_ids"][:, -keep:].to(device), enc["attention_mask"][:, -keep:].to(device)
+    rows = generate(model, ids, settings, attention_mask=mask, mask_id=mask_id)[:, ids.shape[1]:]
+    limits = max_new_tokens or [settings.gen_length] * len(rows)
+    stops = stop_words or [()] * len(rows)
+    return [cut_at_stop_words(decode_completion(tokenizer, row[:n]), stop) for row, n, stop in zip(rows, limits, stops)]
+
+
 if __name__ == "__main__":
     main()

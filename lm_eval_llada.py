@@ -45,7 +45,7 @@ estimates (each a bound, with its own Monte-Carlo draws).
 
 generate_until: the sampler writes gen_length tokens; the task's max_gen_toks keeps the first
 max_gen_toks of them (a larger max_gen_toks than gen_length is refused). The completion is
-decoded with special tokens skipped (generate.decode_completion: text after an eos is kept, as the
+decoded with special tokens skipped (generate.complete: text after an eos is kept, as the
 paper's OpenCompass protocol) and cut before the first of the task's `until` strings. The task's
 other generation settings (do_sample, temperature, top_p, ...) are not applied: the sampler's
 come from model_args; a warning lists any that disagree. One process: the requests are not
@@ -59,8 +59,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import model_registry
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from generate import check_settings as check_sampler_settings
-from generate import decode_completion, generate, load_model, sampling_device_and_dtype
+from generate import SamplerSettings, complete, generate, load_model, sampling_device_and_dtype
 from likelihood import check_settings as check_estimator_settings
 from likelihood import encode_pair, estimate
 
@@ -89,11 +88,10 @@ class HarnessDiffusionLM(LM):
         self.estimator_settings = dict(estimator=estimator, k=k if estimator == "xdlm" else 0.0, cfg=cfg,
                                        mc_num=mc_num, batch_size=batch_size, seed=seed,
                                        draws_per_forward=draws_per_forward)
-        self.sampler_settings = dict(steps=steps, gen_length=gen_length, block_length=block_length, k=k,
-                                     temperature=temperature, remasking=remasking, sampler=sampler, cache=cache,
-                                     threshold=threshold)
         check_estimator_settings(**self.estimator_settings)  # before loading an 8B model
-        check_sampler_settings(**self.sampler_settings)
+        self.sampler_settings = SamplerSettings(steps=steps, gen_length=gen_length, block_length=block_length, k=k,
+                                                temperature=temperature, remasking=remasking, sampler=sampler,
+                                                cache=cache, threshold=threshold)
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: no GPU here (lm-eval's --device defaults to cuda:0); pass "
                              "--device cpu")
@@ -158,7 +156,7 @@ class HarnessDiffusionLM(LM):
     # ------------------------------------------------------------------ generation
 
     def generate_until(self, requests, disable_tqdm=False):
-        gen_length = self.sampler_settings["gen_length"]
+        gen_length = self.sampler_settings.gen_length
         contexts, stops, limits = [], [], []
         for n, req in enumerate(requests):
             context, gen_kwargs = req.args
@@ -172,32 +170,25 @@ class HarnessDiffusionLM(LM):
             contexts.append(context)
             stops.append([until] if isinstance(until, str) else list(until))
             limits.append(max_gen_toks)
-        keep = self.max_length - gen_length  # prompt + completion must fit: keep the end of longer prompts
         order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
         out = [None] * len(contexts)
         for start in range(0, len(order), self.generate_batch_size):
             batch = order[start:start + self.generate_batch_size]
-            enc = self.tokenizer([contexts[i] for i in batch], return_tensors="pt", padding=True)
-            ids, mask = enc["input_ids"][:, -keep:].to(self.device), enc["attention_mask"][:, -keep:].to(self.device)
-            rows = generate(self.model, ids, attention_mask=mask, mask_id=self.mask_id, **self.sampler_settings)
-            for i, row in zip(batch, rows[:, ids.shape[1]:]):
-                out[i] = cut_at_stop_strings(decode_completion(self.tokenizer, row[:limits[i]]), stops[i])
+            texts = complete(self.model, self.tokenizer, [contexts[i] for i in batch], self.sampler_settings,
+                             self.max_length, stop_words=[stops[i] for i in batch],
+                             max_new_tokens=[limits[i] for i in batch], mask_id=self.mask_id)
+            for i, text in zip(batch, texts):
+                out[i] = text
         return out
 
     def _warn_task_settings(self, gen_kwargs):
-        temperature = self.sampler_settings["temperature"]
+        temperature = self.sampler_settings.temperature
         agree = {"do_sample": temperature > 0, "temperature": temperature}
         differ = {k: v for k, v in gen_kwargs.items() if not (k in agree and v == agree[k])}
         if differ and not self.warned_settings:
             logger.warning(f"{MODEL_NAME}: the task's generation settings {differ} are not applied; the sampler's come "
                            f"from model_args ({self.sampler_settings})")
             self.warned_settings = True
-
-
-def cut_at_stop_strings(text, stops):
-    """The text before the first occurrence of any of the stop strings."""
-    cut = min((at for at in (text.find(s) for s in stops if s) if at >= 0), default=len(text))
-    return text[:cut]
 
 
 def _positive_int(name, value):

@@ -17,7 +17,7 @@ from opencompass.openicl.icl_evaluator import BaseEvaluator
 from opencompass.registry import MODELS
 
 import modeling_llada  # noqa: F401  (native LLaDA model for model_type "llada")
-from generate import SamplerSettings, decode_completion, generate, load_model
+from generate import SamplerSettings, complete, load_model
 
 
 @MODELS.register_module()
@@ -64,22 +64,8 @@ class DiffusionLM(BaseModel):
             warnings.warn(f"max_out_len ({max_out_len}) exceeds the model's gen_length ({gen_length}): "
                           f"completions have {gen_length} tokens")
             self.warned_max_out_len = True
-        enc = self.tokenizer(inputs, return_tensors="pt", padding=True)
-        # prompt + completion must fit the model: keep the end of over-long prompts
-        keep = self.max_seq_len - gen_length
-        ids, mask = enc["input_ids"][:, -keep:].to(self.device), enc["attention_mask"][:, -keep:].to(self.device)
-        out = generate(self.model, ids, settings=self.settings, attention_mask=mask)
-        return [cut_at_stop_words(decode_completion(self.tokenizer, row[:max_out_len]), stopping_criteria)
-                for row in out[:, ids.shape[1]:]]
-
-
-def cut_at_stop_words(text: str, stop_words) -> str:
-    """The text before the first occurrence of any stop word (the stop word is dropped)."""
-    for stop in stop_words:
-        at = text.find(stop)
-        if at >= 0:
-            text = text[:at]
-    return text
+        return complete(self.model, self.tokenizer, inputs, self.settings, self.max_seq_len,
+                        stop_words=[stopping_criteria] * len(inputs), max_new_tokens=[max_out_len] * len(inputs))
 
 
 def first_line(text: str) -> str:

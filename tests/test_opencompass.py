@@ -219,13 +219,14 @@ def build(llada_dir, **kw):
 
 @pytest.mark.parametrize("k", [0.0, 0.1])
 def test_wrapper_batch_gives_the_completions_of_one_prompt_at_a_time(llada_dir, monkeypatch, k):
+    import generate as sampler
     import opencompass_llada
 
     model = build(llada_dir, k=k)
     assert isinstance(model, opencompass_llada.DiffusionLM)
     calls = []
-    real = opencompass_llada.generate
-    monkeypatch.setattr(opencompass_llada, "generate", lambda *a, **kw: calls.append(a[1].shape) or real(*a, **kw))
+    real = sampler.generate
+    monkeypatch.setattr(sampler, "generate", lambda *a, **kw: calls.append(a[1].shape) or real(*a, **kw))
     prompts = ["def f(x):", "import os\nprint(", "class A:\n    pass\n\n\nclass B(A):"]  # different lengths: padded
     batch = model.generate(prompts, max_out_len=16)
     assert len(calls) == 1 and calls[0][0] == 3  # one batched call, not one per prompt
@@ -237,15 +238,15 @@ def test_wrapper_batch_gives_the_completions_of_one_prompt_at_a_time(llada_dir, 
 def test_wrapper_decodes_past_an_eos_then_cuts_at_stop_words(llada_dir, monkeypatch):
     """As the paper's: all generated ids are decoded with special tokens skipped (text after an
     eos stays), and the text is cut before the first stop word, which is dropped."""
-    import opencompass_llada
+    import generate as sampler
 
     model = build(llada_dir)
     tok = model.tokenizer
     ids = tok("x = 1", add_special_tokens=False)["input_ids"] + [tok.eos_token_id] + \
         tok("\ny = 2\n[DONE] z", add_special_tokens=False)["input_ids"]
     ids = ids + [tok.eos_token_id] * (16 - len(ids))
-    monkeypatch.setattr(opencompass_llada, "generate",
-                        lambda m, x, **kw: torch.cat([x, torch.tensor([ids] * x.shape[0])], 1))
+    monkeypatch.setattr(sampler, "generate",
+                        lambda m, x, *a, **kw: torch.cat([x, torch.tensor([ids] * x.shape[0])], 1))
     full = tok.decode(ids, skip_special_tokens=True)
     assert "y = 2" in full and tok.eos_token not in full
     assert model.generate(["a"], 16) == [full]
@@ -264,18 +265,18 @@ def test_wrapper_warns_once_when_max_out_len_exceeds_gen_length(llada_dir):
 
 
 def test_wrapper_passes_its_fast_modes_and_handles_empty_and_bad_requests(llada_dir, monkeypatch):
-    import opencompass_llada
+    import generate as sampler
 
     model = build(llada_dir, cache="dual", threshold=0.9, block_length=8)
     calls = []
-    real = opencompass_llada.generate
-    monkeypatch.setattr(opencompass_llada, "generate", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    real = sampler.generate
+    monkeypatch.setattr(sampler, "generate", lambda *a, **kw: calls.append(a[2]) or real(*a, **kw))
     assert model.generate([], max_out_len=16) == [] and not calls  # an empty batch (was IndexError)
     with pytest.raises(ValueError, match="max_out_len must be a positive number of tokens, got 0"):
         model.generate(["def f(x):"], max_out_len=0)
     assert not calls  # refused before any sampling
     assert len(model.generate(["def f(x):"], max_out_len=16)) == 1
-    settings = calls[0]["settings"]
+    settings = calls[0]
     assert (settings.cache, settings.threshold, settings.block_length) == ("dual", 0.9, 8)
 
 
