@@ -225,7 +225,8 @@ def likelihood_runs(tasks, environ, check_device=True):
             s = likelihood_settings(task, mode)
             model_args = dict(pretrained=checkpoints[spec.variable], estimator=spec.estimator,
                               **({"k": f"{spec.k:g}"} if spec.estimator == "xdlm" else {}),
-                              cfg=f"{s['cfg']:g}", mc_num=str(s["mc_num"]), seed=str(s["seed"]), **extra)
+                              cfg=f"{s['cfg']:g}", mc_num=str(s["mc_num"]), seed=str(s["seed"]))
+            model_args.update(extra)
             args = ["--model", "xdlm_llada", "--tasks", task, "--num_fewshot", str(s["num_fewshot"]),
                     "--batch_size", str(s["batch_size"]), "--device", device,
                     "--model_args", ",".join(f"{k}={v}" for k, v in model_args.items())]
