@@ -42,7 +42,7 @@ for line in "${runs[@]}"; do
   fi
   out=$folder/$(date +%Y%m%d_%H%M%S_%N)
   mkdir -p "$out"
-  printf '%q ' "$PYTHON" lm_eval_llada.py "${args[@]}" --output_path "$out/results.json" > "$out/command.sh"
+  { printf '%q ' "$PYTHON" lm_eval_llada.py "${args[@]}" --output_path "$out/results.json"; echo; } > "$out/command.sh"
   echo "== $row $task (cfg $cfg): $out"
   if ! "$PYTHON" lm_eval_llada.py "${args[@]}" --output_path "$out/results.json" 2>&1 | tee "$out/lm_eval.log"; then
     echo "lm_eval_llada.py exited with ${PIPESTATUS[0]}; see lm_eval.log" > "$out/failed"

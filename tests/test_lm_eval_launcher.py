@@ -6,6 +6,7 @@ refused in one line before anything runs; the report on lm-eval result files mad
 import glob
 import json
 import os
+import pathlib
 import re
 import shlex
 import subprocess
@@ -130,7 +131,7 @@ def test_published_numbers_and_metrics_are_llada_s_and_lm_eval_s():
     import lm_eval
 
     root = os.path.join(os.path.dirname(lm_eval.__file__), "tasks")
-    texts = {path: open(path).read() for path in glob.glob(os.path.join(root, "**", "*yaml"), recursive=True)}
+    texts = {p: pathlib.Path(p).read_text() for p in glob.glob(os.path.join(root, "**", "*yaml"), recursive=True)}
     for task, t in benchmarks.LIKELIHOOD_TASKS.items():
         declaring = [p for p, text in texts.items()
                      if re.search(rf"^(task|group): {re.escape(task)}$", text, re.MULTILINE)]
@@ -374,7 +375,7 @@ def test_a_failed_run_is_named_and_marked_and_the_others_still_run(tmp_path, lla
     assert os.path.isfile(os.path.join(failed, "failed")) and os.path.isfile(os.path.join(failed, "command.sh"))
     assert proc.stderr.splitlines()[-1] == (f"eval_lm_eval: 1 of 2 runs failed: base/xdlm_tiny_mc (see {failed}/"
                                             "lm_eval.log)")
-    code, out, err = run_main(lm_eval_report.main, [str(tmp_path / "work")], capsys)
+    code, out, _ = run_main(lm_eval_report.main, [str(tmp_path / "work")], capsys)
     assert code == 0 and "| base | LLaDA's cfg | unfinished | failed |" in out  # columns: local tasks by name
 
 
@@ -386,11 +387,11 @@ def test_the_script_runs_lm_eval_end_to_end_and_the_report_reads_its_results(tmp
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (folder,) = glob.glob(str(tmp_path / "work" / "base" / "xdlm_tiny_mc" / "cfg0" / "*"))
     (results,) = glob.glob(os.path.join(folder, "results_*.json"))
-    data = json.load(open(results))
+    data = json.loads(pathlib.Path(results).read_text())
     assert data["config"]["model_args"] == dict(pretrained=llada_dir, estimator="masked", cfg=0, mc_num=128,
                                                 seed=1234)
     assert (data["config"]["batch_size"], data["n-shot"]["xdlm_tiny_mc"]) == ("8", 0)
-    assert "|xdlm_tiny_mc|" in open(os.path.join(folder, "lm_eval.log")).read()
+    assert "|xdlm_tiny_mc|" in pathlib.Path(folder, "lm_eval.log").read_text()
     _, details = report_tables(tmp_path / "work", capsys)
     d = details["base", "xdlm_tiny_mc", "0"]
     assert d["score ± se"].split(" ± ")[0] == f"{100 * data['results']['xdlm_tiny_mc']['acc,none']:.1f}"
