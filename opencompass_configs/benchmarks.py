@@ -108,9 +108,10 @@ class LikelihoodTask(NamedTuple):
 
 # lm-eval 0.4.13 task (group) name: its settings in LLaDA's eval_llada_lm_eval.sh and LLaDA's numbers
 # (EVAL.md: "w/o CFG", as the paper's Table 1, and "w/ CFG" at the script's cfg). acc_norm for
-# ARC-C, HellaSwag and PIQA: LLaDA does not name the metric, and acc_norm is the one that gives the
-# LLaMA-2-7B numbers of its Table 1 (e.g. HellaSwag 76.0). GPQA's, MMLU's, CMMLU's and C-Eval's
-# choices are letters of one length, where acc and acc_norm agree.
+# ARC-C, HellaSwag and PIQA: LLaDA does not name the metric; acc_norm is the one usually reported for
+# them, and as far as we can tell the one of the LLaMA-2-7B numbers in its Table 1 (HellaSwag 76.0 is
+# lm-eval's 0-shot acc_norm of LLaMA-2-7B). GPQA's, MMLU's, CMMLU's and C-Eval's choices are letters
+# of one length, where acc and acc_norm agree.
 LIKELIHOOD_TASKS = {
     "arc_challenge": LikelihoodTask("ARC-C", "acc_norm", 0, 128, 8, 0.5, {0.0: 45.9, 0.5: 47.9}),
     "hellaswag": LikelihoodTask("HellaSwag", "acc_norm", 0, 128, 8, 0.5, {0.0: 70.5, 0.5: 72.5}),
