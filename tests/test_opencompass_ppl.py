@@ -242,7 +242,8 @@ def test_opencompass_runs_the_arc_config_offline_and_the_report_shows_its_likeli
                 "stem": q, "choices": [{"label": c, "text": t} for c, t in zip("ABCD", choices)]}}) + "\n")
     work = tmp_path / "work"
     env = dict(os.environ, PYTHONPATH=str(repo), LLADA_BASE=llada_dir, EVAL_ROWS="base-k0", EVAL_MC_NUM="16",
-               COMPASS_DATA_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+               COMPASS_DATA_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               CUDA_VISIBLE_DEVICES="0")  # OpenCompass's runner grants a row's one GPU; the model runs on the CPU
     proc = subprocess.run([sys.executable, "-m", "opencompass.cli.main", "opencompass_configs/eval_arc_c_ppl.py",
                            "-w", str(work / "arc_c"), "--debug"], cwd=repo, env=env, capture_output=True, text=True,
                           timeout=600)
@@ -259,7 +260,7 @@ def test_opencompass_runs_the_arc_config_offline_and_the_report_shows_its_likeli
     lines = (work / "report.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| row | steps |"))
     column = [c.strip() for c in header.strip("|").split("|")].index("ARC-C (PPL)")
-    (row,) = [line for line in lines if line.startswith("| base-k0 [ll-masked-mc16] | - |")]
+    row = next(line for line in lines if line.startswith("| base-k0 [ll-masked-mc16] | - |"))  # the scores' table
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[column] == f"{acc:.1f}" and cells[-1] == "no: a likelihood row (the paper reports generation)"
     assert re.search(r"\| base-k0 \[ll-masked-mc16\] \| - \| ARC-C \(PPL\) \| [\d.]+ \| arc_c/\d+_\d+ \| "
