@@ -1,7 +1,9 @@
 """OpenCompass's likelihood modes on the diffusion LM: DiffusionLM.get_ppl (PPL mode) and
-get_loglikelihood (LL mode) are likelihood.estimate of the split OpenCompass means; a PPL-mode
-run predicts the choice of lowest per-token bound; the ARC-Challenge PPL config and its likelihood
-rows; bad estimator settings refused before a model loads; the report reads a likelihood row."""
+get_loglikelihood (LL mode) are likelihood.estimate of the split OpenCompass means; OpenCompass's
+PPLInferencer predicts the choice of lowest per-token bound, its LLInferencer the likeliest
+continuation; the ARC-Challenge PPL config and its likelihood rows; bad estimator settings refused
+before a model loads or when the config loads; (slow) OpenCompass runs the config and the report
+shows the likelihood row."""
 import csv
 import glob
 import json
@@ -159,7 +161,40 @@ def test_ppl_mode_predicts_the_choice_of_lowest_per_token_bound(llada_dir, tmp_p
     assert [saved[str(i)]["label: A"]["prompt"] for i in range(len(ITEMS))] == [item[0] for item in texts]
 
 
-def test_the_arc_config_is_openCompass_arc_c_in_ppl_mode_on_the_likelihood_rows(monkeypatch, tmp_path):
+def test_ll_mode_predicts_the_option_whose_continuation_is_likeliest(llada_dir, tmp_path):
+    """OpenCompass's LLInferencer as its WinoGrande config uses it: each option fills the blank, and
+    the shared continuation after the blank (the "cont" column) is scored given that option."""
+    from opencompass.datasets import CustomDataset
+    from opencompass.openicl.icl_inferencer import LLInferencer
+    from opencompass.openicl.icl_prompt_template import PromptTemplate
+    from opencompass.openicl.icl_retriever import ZeroRetriever
+
+    items = [("The cup fell off the table because the", ["cup", "table"], " was too close to the edge."),
+             ("Anna gave Maria a book since", ["Anna", "Maria"], " had already read it twice."),
+             ("The ice melted in the sun as", ["the ice", "the sun"], " was warm."),
+             ("def f(x): return", ["x", "y"], " + 1")]
+    rows = [dict(opt1=q + " " + a + c, opt2=q + " " + b + c, cont=c, answer="1") for q, (a, b), c in items]
+    path = tmp_path / "wino.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = CustomDataset(path=str(path), reader_cfg=dict(input_columns=["opt1", "opt2"], output_column="answer"))
+    model = build(llada_dir)
+    inferencer = LLInferencer(model=model, batch_size=3, output_json_filepath=str(tmp_path / "out"))
+    predictions = inferencer.inference(ZeroRetriever(data), prompt_template=PromptTemplate(
+        template={1: "{opt1}", 2: "{opt2}"}))
+
+    pairs = []
+    for r in rows:
+        for text in (r["opt1"], r["opt2"]):
+            context_ids = model.tokenizer(text[:-len(r["cont"])])["input_ids"]
+            whole = model.tokenizer(text)["input_ids"]
+            assert whole[:len(context_ids)] == context_ids
+            pairs.append((context_ids, whole[len(context_ids):]))
+    ll = np.array([e.log_likelihood for e in estimates(model, pairs)]).reshape(len(items), 2)
+    assert predictions == [1 + j for j in ll.argmax(1)]
+    assert (ll.argmax(1) != ll.argmin(1)).all()
+
+
+def test_the_arc_config_is_opencompass_arc_c_in_ppl_mode_on_the_likelihood_rows(monkeypatch, tmp_path):
     from opencompass.openicl.icl_inferencer import PPLInferencer
 
     folders = {}
