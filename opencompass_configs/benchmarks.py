@@ -7,7 +7,8 @@ scores, the paper's numbers, abbrs), scripts/eval_lm_eval.sh and scripts/lm_eval
 likelihood table) and the tests. Not an OpenCompass config: models.py imports it.
 
 A new benchmark is its config, opencompass_configs/eval_<name>.py (its `datasets`, and
-`from .models import models` inside `read_base()`), plus one row of BENCHMARKS.
+`from .models import models` inside `read_base()`; for a likelihood benchmark, PPL or LL mode,
+`from .models import likelihood_models as models`), plus one row of BENCHMARKS.
 
     python opencompass_configs/benchmarks.py [NAME ...]   prints "NAME CONFIG" per benchmark (all by default)
     python opencompass_configs/benchmarks.py --likelihood [--dry_run] [TASK ...]
@@ -41,6 +42,8 @@ BENCHMARKS = {  # name (eval_opencompass.sh's argument): Benchmark
                       {"base-k0": "6.8", "mdm-k0": "4.4", "xdlm-k0.1": "15.0"}),
     "bbh": Benchmark("BBH", "eval_bbh.py", "bbh", "naive_average",
                      {"base-k0": "5.5", "mdm-k0": "~6.8", "xdlm-k0.1": "~11"}),
+    # Likelihood (OpenCompass's PPL mode, the likelihood rows of models.py); the paper gives no such numbers.
+    "arc_c": Benchmark("ARC-C (PPL)", "eval_arc_c_ppl.py", "ARC-c", "accuracy", {}),
 }
 
 
@@ -67,15 +70,28 @@ def sampler_mode(block_length, cache, threshold):
                     + ([f"t{threshold:g}"] if threshold is not None else []))
 
 
+def likelihood_mode(estimator, cfg, mc_num):
+    """What an abbr says of a likelihood row's estimator, e.g. "ll-masked", "ll-xdlm-cfg0.5-mc32" (cfg
+    when > 0, mc_num when not LLaDA's 128)."""
+    return "-".join(["ll", estimator] + ([f"cfg{cfg:g}"] if cfg else []) + ([f"mc{mc_num}"] if mc_num != 128 else []))
+
+
 def model_abbr(row, steps, mode=""):
-    """OpenCompass's name of a row at a step count: ROW-sSTEPS, then -MODE for another sampler."""
+    """OpenCompass's name of a row at a step count: ROW-sSTEPS, then -MODE for another sampler; a
+    likelihood row (steps None) is ROW-MODE, its mode from likelihood_mode."""
+    if steps is None:
+        return f"{row}-{mode}"
     return f"{row}-s{steps}" + (f"-{mode}" if mode else "")
 
 
 def parse_abbr(abbr):
-    """(row, steps, mode) of a name model_abbr wrote (mode "" for the paper's sampler), else None."""
+    """(row, steps, mode) of a name model_abbr wrote (mode "" for the paper's sampler; steps None
+    for a likelihood row), else None."""
     found = re.fullmatch(r"(.+?)-s(\d+)(?:-(.+))?", abbr or "")
-    return (found[1], int(found[2]), found[3] or "") if found else None
+    if found:
+        return found[1], int(found[2]), found[3] or ""
+    found = re.fullmatch(r"(.+?)-(ll-.+)", abbr or "")
+    return (found[1], None, found[2]) if found else None
 
 
 def checkpoint(variable, value):

@@ -17,6 +17,14 @@
 #   EVAL_CACHE         none (default), prefix or dual: KV cache refreshed at each block's first step
 #   EVAL_THRESHOLD     a probability in [0, 1]: reveal every masked position at least that probable
 #   EVAL_BLOCK_LENGTH  block length (default 256, the paper's; Fast-dLLM uses 32 with a cache)
+# Likelihood rows (`likelihood_models`, for the PPL- and LL-mode configs, e.g. eval_arc_c_ppl.py): each
+# chosen row's checkpoint scored with likelihood.py's estimator, LLaDA's settings by default (mc_num 128 in
+# groups of 8, seed 1234). The masked estimator is LLaDA's k = 0 bound whatever the row's k, and the
+# XDLM one at k = 0 equals it: a (checkpoint, estimator's k) runs once, under the first row asking for it
+# (base-k0 and base-k0.1 give one masked row). The abbr is ROW-ll-ESTIMATOR[-cfgC][-mcN]:
+#   EVAL_ESTIMATORS  comma-separated: masked (LLaDA's, default), xdlm (the XDLM bound under the row's k)
+#   EVAL_CFG         classifier-free guidance scale (default 0: the paper's Table 1)
+#   EVAL_MC_NUM      Monte-Carlo draws per request (default 128; below 8, one group of that many)
 import os
 
 # mmengine's config loader turns import statements (but of a few core modules) into lazy placeholders:
@@ -75,6 +83,33 @@ for _steps in _chosen_steps:
                       threshold=_threshold)
 # Anything but the paper's exact sampler (block 256, no cache, no threshold) says so in its abbr.
 _mode = _table.sampler_mode(_block, _cache, _threshold)
+# The likelihood settings are checked by likelihood.check_settings (imported by __import__, as above).
+_check_estimator = __import__("likelihood").check_settings
+
+
+def _estimator_settings(variable, **fields):
+    """Refuses fields that likelihood.check_settings refuses, naming the environment variable."""
+    try:
+        _check_estimator(**fields)
+    except ValueError as e:
+        raise ValueError(f"{variable}={os.environ.get(variable)!r}: {e}") from None
+
+
+_estimators = [e.strip() for e in os.environ.get("EVAL_ESTIMATORS", "masked").split(",") if e.strip()]
+for _estimator in _estimators or [""]:
+    _estimator_settings("EVAL_ESTIMATORS", estimator=_estimator)
+_cfg = _number(os.environ.get("EVAL_CFG", "0"), float)
+_estimator_settings("EVAL_CFG", cfg=_cfg)
+_mc_num = _number(os.environ.get("EVAL_MC_NUM", "128"), int)
+_mc_batch = min(8, _mc_num) if isinstance(_mc_num, int) and _mc_num > 0 else 8  # LLaDA's groups of 8
+_estimator_settings("EVAL_MC_NUM", mc_num=_mc_num, batch_size=_mc_batch)
+_likelihood_rows = {}  # (checkpoint variable, the estimator's k): (row, estimator)
+for _estimator in _estimators:
+    for _row in _chosen_rows:
+        _k = _table.ROWS[_row].k if _estimator == "xdlm" else 0.0
+        _likelihood_rows.setdefault((_table.ROWS[_row].variable, _k), (_row, "xdlm" if _k else "masked"))
+_likelihood_abbrs = [_table.model_abbr(r, None, _table.likelihood_mode(e, _cfg, _mc_num))
+                     for r, e in _likelihood_rows.values()]
 _left_out = [f"{r} (set {_table.ROWS[r].variable})" for r in _table.ROWS if r not in _chosen_rows + _runnable] + \
     [f"{r} (not in EVAL_ROWS)" for r in _table.ROWS if r in _runnable and r not in _chosen_rows]
 # Every checkpoint the chosen rows need, checked now: a bad one stops the run before any row.
@@ -91,7 +126,8 @@ if _problems:
 print(f"OpenCompass rows: {', '.join(_chosen_rows)} at steps {','.join(_chosen_steps)}"
       f"{' [' + _mode + ': not the paper protocol]' if _mode else ''}"
       f"; left out: {', '.join(_left_out) or 'none'}"
-      f"; checkpoints: {', '.join(f'{v}={path} ({kind})' for v, (path, kind) in _checkpoints.items())}")
+      f"; checkpoints: {', '.join(f'{v}={path} ({kind})' for v, (path, kind) in _checkpoints.items())}"
+      f"; likelihood rows: {', '.join(_likelihood_abbrs)}")
 
 models = [
     dict(
@@ -112,4 +148,22 @@ models = [
     )
     for _row in _chosen_rows
     for _steps in _chosen_steps
+]
+
+likelihood_models = [
+    dict(
+        abbr=_abbr,
+        type="opencompass_llada.DiffusionLM",
+        path=_checkpoints[_variable][0],
+        k=_k,
+        estimator=_estimator,
+        cfg=_cfg,
+        mc_num=_mc_num,
+        mc_batch_size=_mc_batch,
+        seed=1234,
+        max_seq_len=4096,
+        batch_size=int(_batch_size),
+        run_cfg=dict(num_gpus=1),
+    )
+    for _abbr, ((_variable, _k), (_row, _estimator)) in zip(_likelihood_abbrs, _likelihood_rows.items())
 ]

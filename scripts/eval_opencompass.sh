@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's evaluation with OpenCompass (opencompass_configs/): the benchmarks of the table in
 # opencompass_configs/benchmarks.py for the rows of the paper's table, each at 32, 64, 128 and 256
-# steps (gen length 256, block 256). OpenCompass fetches the benchmark data on first use.
+# steps (gen length 256, block 256); a likelihood benchmark (arc_c, PPL mode) runs models.py's likelihood
+# rows instead, one per checkpoint and estimator. OpenCompass fetches the benchmark data on first use.
 #   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]    (default: every benchmark of the table)
 #   environment (see opencompass_configs/models.py):
 #     EVAL_ROWS   comma-separated rows of the table (default: the base rows, plus mdm-k0 /
@@ -11,6 +12,8 @@
 #                 paper's protocol; the rows' abbr names them)
 #     LLADA_BASE (default GSAI-ML/LLaDA-8B-Base), MDM_CKPT, XDLM_CKPT: checkpoints of the rows run, each
 #                 a model folder or a hub id (checked when the config loads, before any row runs)
+#     EVAL_ESTIMATORS (default masked; or xdlm, or masked,xdlm), EVAL_CFG (default 0), EVAL_MC_NUM (default
+#                 128): the likelihood rows' estimator settings (likelihood.py; checked when the config loads)
 #     EVAL_BATCH_SIZE (default 8), EVAL_WORK_DIR (default outputs/opencompass)
 #   e.g. one benchmark x one row x one step count:
 #     EVAL_ROWS=xdlm-k0.1 EVAL_STEPS=32 XDLM_CKPT=./checkpoints bash scripts/eval_opencompass.sh mbpp

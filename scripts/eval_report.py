@@ -10,7 +10,8 @@ score, "failed" (it produced no score: a task failed) or "no summary" (it never 
 score is never shown in its place. Writes RUN_DIR/report.md: the scores per row and step count,
 which rows are comparable with the paper's numbers (the paper's exact sampler at its step count),
 the paper's numbers, and for every cell its evaluation and checkpoint; and RUN_DIR/report.png (score
-against steps, one line per row, one panel per benchmark, the paper's numbers as stars).
+against steps, one line per row, one panel per benchmark, the paper's numbers as stars; a likelihood
+row, which has no steps, as a dashed level).
 
 usage: python scripts/eval_report.py RUN_DIR
        python scripts/eval_report.py --check WORK_DIR   (exit 1 naming each task of the latest
@@ -108,7 +109,8 @@ def read_cells(run_dir):
                 continue
             row, steps, mode = found
             # A row sampled faster than the paper's protocol (models.py: -b32, -dual, -t0.9) keeps its mode
-            # in its name: it is never merged with, or compared as, a paper row.
+            # in its name: it is never merged with, or compared as, a paper row. So does a likelihood row
+            # (ll-ESTIMATOR..., steps None).
             row = f"{row} [{mode}]" if mode else row
             for name, bench in BENCHMARKS.items():
                 if bench.dataset in ran:
@@ -118,7 +120,7 @@ def read_cells(run_dir):
                                                    evaluation=where, checkpoint=model.get("path", "?"))
     if not cells:
         raise SystemExit(f"RUN_DIR {run_dir!r}: its evaluations ran none of {', '.join(BENCHMARKS)} for models "
-                         "named ROW-sSTEPS (opencompass_configs/models.py)")
+                         "named ROW-sSTEPS or ROW-ll-ESTIMATOR (opencompass_configs/models.py)")
     return cells
 
 
@@ -129,11 +131,17 @@ def row_order(row):
 
 def comparable(row, steps):
     """Whether a row's scores compare with the paper's numbers, and if not, why."""
+    if steps is None:
+        return "no: a likelihood row (the paper reports generation)"
     if " [" in row:
         return "no: a faster sampler"
     if not any(row in b.paper for b in BENCHMARKS.values()):
         return "no: the paper has no numbers for it"
     return "yes" if steps == PAPER_STEPS else f"no: the paper's numbers are at {PAPER_STEPS} steps"
+
+
+def _steps(steps):
+    return "-" if steps is None else steps  # a likelihood row has none
 
 
 def markdown(cells):
@@ -142,7 +150,7 @@ def markdown(cells):
     for row, steps in sorted({(r, s) for r, s, _ in cells}, key=lambda rs: (row_order(rs[0]), rs[1])):
         shown = [cells.get((row, steps, name)) for name in BENCHMARKS]
         shown = ["-" if c is None else f"{c['score']:.1f}" if c["score"] is not None else c["status"] for c in shown]
-        lines.append(f"| {row} | {steps} | " + " | ".join(shown) + f" | {comparable(row, steps)} |")
+        lines.append(f"| {row} | {_steps(steps)} | " + " | ".join(shown) + f" | {comparable(row, steps)} |")
     for row in ROWS:
         if any(row in b.paper for b in BENCHMARKS.values()):
             shown = [b.paper.get(row, "-") for b in BENCHMARKS.values()]
@@ -151,7 +159,7 @@ def markdown(cells):
     for (row, steps, name), c in sorted(cells.items(), key=lambda kv: (row_order(kv[0][0]), kv[0][1],
                                                                         list(BENCHMARKS).index(kv[0][2]))):
         score = f"{c['score']:.1f}" if c["score"] is not None else c["status"]
-        sources.append(f"| {row} | {steps} | {BENCHMARKS[name].title} | {score} | {c['evaluation']} | "
+        sources.append(f"| {row} | {_steps(steps)} | {BENCHMARKS[name].title} | {score} | {c['evaluation']} | "
                        f"{c['checkpoint']} |")
     notes = []
     for row in sorted({r for r, _, _ in cells}, key=row_order):
@@ -163,8 +171,9 @@ def markdown(cells):
             f"{PAPER_STEPS} steps (gen length 256, block 256; ~: read off the paper's radar chart). \"failed\": the "
             "latest evaluation produced no score (a task failed; see its work folder's logs/); \"no summary\": it "
             "did not finish; \"-\": not evaluated. A row with [mode] was sampled with a faster, approximate mode "
-            "(block length, KV cache, confidence threshold). Only rows marked \"yes\" compare with the paper's "
-            "numbers.\n\n" + "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+            "(block length, KV cache, confidence threshold); a row with [ll-ESTIMATOR] is a likelihood row "
+            "(likelihood.py's estimator in PPL or LL mode; no steps). Only rows marked \"yes\" compare with the "
+            "paper's numbers.\n\n" + "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
             + "\nWhere each cell came from (the evaluation: its work folder under this folder):\n\n"
             + "\n".join(sources) + "\n")
 
@@ -182,7 +191,9 @@ def plot(cells, path):
         for row in rows:
             points = sorted((s, c["score"]) for (r, s, b), c in cells.items()
                             if r == row and b == name and c["score"] is not None)
-            if points:
+            if points and points[0][0] is None:  # a likelihood row: one score, at no step count
+                ax.axhline(points[0][1], linestyle="--", color=colors[row], label=row)
+            elif points:
                 ax.plot(*zip(*points), marker="o", color=colors[row], label=row)
             if row in bench.paper:
                 ax.plot([PAPER_STEPS], [float(bench.paper[row].lstrip("~"))], marker="*", markersize=12,

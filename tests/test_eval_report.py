@@ -45,8 +45,8 @@ def report(run, capsys):
 
 
 def scores(lines):
-    """{(row, steps): {column: cell}} of the report's first table, whose columns are row, steps, one
-    per benchmark of the table (the paper's five among them) and "vs paper"."""
+    """{(row, steps): {column: cell}} of the report's first table, whose columns are row, steps (None
+    for "-", a likelihood row), one per benchmark of the table (the paper's five among them) and "vs paper"."""
     start = next(i for i, line in enumerate(lines) if line.startswith("| row | steps |"))
     header = [c.strip() for c in lines[start].strip("|").split("|")]
     assert [c for c in header if c in PAPER_TITLES] == list(PAPER_TITLES) and header[-1] == "vs paper"
@@ -55,7 +55,7 @@ def scores(lines):
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
-        table[cells[0], int(cells[1])] = dict(zip(header[2:], cells[2:]))
+        table[cells[0], None if cells[1] == "-" else int(cells[1])] = dict(zip(header[2:], cells[2:]))
     return table
 
 
@@ -152,6 +152,22 @@ def test_which_rows_compare_with_the_papers_numbers(tmp_path, capsys):
     assert_row(table, ("xdlm-k0.1", 32), "yes", MBPP="14.2")  # never merged with the faster row
     assert_row(table, ("xdlm-k0.1", 128), "no: the paper's numbers are at 32 steps", MBPP="16.0")
     assert_row(table, ("xdlm-k0.1 [b32-dual-t0.9]", 32), "no: a faster sampler", MBPP="12.0")
+
+
+def test_a_likelihood_row_has_its_own_line_without_steps_and_is_not_compared(tmp_path, capsys):
+    run = tmp_path / "opencompass"
+    evaluation(run, "arc_c/20260101_000000", {"base-k0-ll-masked": "/c/base", "xdlm-k0.1-ll-xdlm-cfg0.5": "/c/xdlm"},
+               ["ARC-c"], [["ARC-c", "d52a21", "accuracy", "ppl", "41.25", "38.50"]])
+    evaluation(run, "mbpp/20260101_000000", {"base-k0-s32": "/c/base"}, ["mbpp"],
+               [["mbpp", "830460", "score", "gen", "6.0"]])
+    lines = report(run, capsys)
+    table = scores(lines)
+    likelihood = "no: a likelihood row (the paper reports generation)"
+    assert_row(table, ("base-k0 [ll-masked]", None), likelihood, **{"ARC-C (PPL)": "41.2"})
+    assert_row(table, ("xdlm-k0.1 [ll-xdlm-cfg0.5]", None), likelihood, **{"ARC-C (PPL)": "38.5"})
+    assert_row(table, ("base-k0", 32), "yes", MBPP="6.0")  # the generation row apart
+    assert "| base-k0 [ll-masked] | - | ARC-C (PPL) | 41.2 | arc_c/20260101_000000 | /c/base |" in lines
+    assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_report_refuses_a_folder_without_evaluations(tmp_path, capsys):
