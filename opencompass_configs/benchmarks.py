@@ -276,7 +276,7 @@ def main(names):
         print(f"unknown benchmark {unknown[0]!r}: choose from {', '.join(BENCHMARKS)} "
               "(opencompass_configs/benchmarks.py)", file=sys.stderr)
         sys.exit(2)
-    for name in names or BENCHMARKS:
+    for name in names or [n for n, b in BENCHMARKS.items() if b.paper]:  # by default, the paper's table
         print(name, os.path.join("opencompass_configs", BENCHMARKS[name].config))
 
 

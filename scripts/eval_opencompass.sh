@@ -3,7 +3,7 @@
 # opencompass_configs/benchmarks.py for the rows of the paper's table, each at 32, 64, 128 and 256
 # steps (gen length 256, block 256); a likelihood benchmark (arc_c, PPL mode) runs models.py's likelihood
 # rows instead, one per checkpoint and estimator. OpenCompass fetches the benchmark data on first use.
-#   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]    (default: every benchmark of the table)
+#   usage: bash scripts/eval_opencompass.sh [BENCHMARK ...]   (default: the paper's five; arc_c by name)
 #   environment (see opencompass_configs/models.py):
 #     EVAL_ROWS   comma-separated rows of the table (default: the base rows, plus mdm-k0 /
 #                 xdlm-k0.1 when MDM_CKPT / XDLM_CKPT is set)
@@ -21,7 +21,7 @@
 # Exits non-zero when a task failed (OpenCompass itself exits 0), naming each; the other benchmarks run.
 source "$(dirname "$0")/common.sh"
 WORK=${EVAL_WORK_DIR:-outputs/opencompass}
-# "NAME CONFIG" per benchmark asked for (all by default); an unknown name is refused, naming the choices
+# "NAME CONFIG" per benchmark asked for (the paper's by default); an unknown name is refused, naming the choices
 listing=$("$PYTHON" opencompass_configs/benchmarks.py "$@")
 mapfile -t benchmarks <<< "$listing"
 # Every config loaded once before anything runs: a bad row, step count, sampler setting or checkpoint

@@ -54,6 +54,16 @@ def test_the_table_holds_the_papers_benchmarks():
     assert [benchmarks.BENCHMARKS[b].title for b in PAPER_BENCHMARKS] == ["GSM8K", "MATH", "HumanEval", "MBPP", "BBH"]
 
 
+def test_the_launcher_runs_the_papers_five_by_default_and_arc_c_by_name(capsys):
+    """eval_opencompass.sh's list (benchmarks.py's listing): without names, the paper's table
+    (not the likelihood example, which the paper does not report); a name picks any benchmark."""
+    benchmarks.main([])
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["gsm8k", "math", "humaneval",
+                                                                                  "mbpp", "bbh"]
+    benchmarks.main(["arc_c"])
+    assert capsys.readouterr().out.split() == ["arc_c", os.path.join("opencompass_configs", "eval_arc_c_ppl.py")]
+
+
 @pytest.mark.parametrize("name", GENERATION_BENCHMARKS)
 def test_benchmark_configs_hold_the_papers_four_rows_at_four_step_counts(name, monkeypatch, ckpts):
     cfg = load(name, monkeypatch, **ckpts)
