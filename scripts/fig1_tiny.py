@@ -186,7 +186,8 @@ def understand(args, model_dir, k):
     this process: per estimator (LLaDA's masked one, and at k > 0 the XDLM bound at k; at k = 0 the
     two are the same bound, so it runs once), lm-eval's accuracy and, from its per-item
     log-likelihoods, the mean bound of the right answers per token (minus their log-likelihood
-    estimate / answer length) and its gap to their exact NLL, with standard errors over the items."""
+    estimate / answer length) and its gap to their exact NLL, with standard errors over the items;
+    and every item's log-likelihood estimates (one per choice, in the task file's order)."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -202,14 +203,15 @@ def understand(args, model_dir, k):
             model_args=dict(settings, estimator=estimator),
             task_manager=TaskManager(include_path=choice_task_dir(args), include_defaults=False), log_samples=True,
             bootstrap_iters=0)
-        samples = sorted(out["samples"][CHOICE_TASK], key=lambda s: s["doc_id"])
-        gold_ll = [s["filtered_resps"][s["doc"]["gold"]][0] for s in samples]
-        bound = [-ll / args.mc_answer for ll in gold_ll]
-        gap = [b + s["doc"]["exact_log_p"][s["doc"]["gold"]] / args.mc_answer for b, s in zip(bound, samples)]
+        samples = sorted(out["samples"][CHOICE_TASK], key=lambda s: s["doc_id"])  # the items' order
+        log_likelihood = [[resp[0] for resp in s["filtered_resps"]] for s in samples]
+        gold = [s["doc"]["gold"] for s in samples]
+        bound = [-ll[g] / args.mc_answer for ll, g in zip(log_likelihood, gold)]
+        gap = [b + s["doc"]["exact_log_p"][g] / args.mc_answer for b, s, g in zip(bound, samples, gold)]
         correct = [s["acc"] for s in samples]
         result[estimator] = dict(acc=out["results"][CHOICE_TASK]["acc,none"], acc_se=standard_error(correct),
                                  bound=sum(bound) / len(bound), bound_se=standard_error(bound),
-                                 gap=sum(gap) / len(gap), gap_se=standard_error(gap), gold_log_likelihood=gold_ll)
+                                 gap=sum(gap) / len(gap), gap_se=standard_error(gap), log_likelihood=log_likelihood)
     return result
 
 

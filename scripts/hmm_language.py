@@ -247,8 +247,10 @@ def choice_log_probs(source, contexts, choices):
     return joint.view(n, K) - source.log_prob(contexts)[:, None]
 
 
-def oracle_accuracy(log_probs, gold):
-    """Accuracy [n] per item of picking the highest log_probs [n, K] row entry, ties split evenly
-    (1 / m if gold is one of m tied best)."""
-    best = log_probs == log_probs.max(1, keepdim=True).values
+def oracle_accuracy(log_probs, gold, tie=1e-9):
+    """Accuracy [n] per item of picking the highest entry of its row of log_probs [n, K], ties split
+    evenly (1 / m if gold is one of m best). Entries within `tie` of the row's best count as tied:
+    sequences of equal probability (say, two wrong answers that each need the same noise) can come
+    out of the forward algorithm a rounding error apart."""
+    best = log_probs >= log_probs.max(1, keepdim=True).values - tie
     return best.gather(1, gold[:, None]).squeeze(1).double() / best.sum(1)

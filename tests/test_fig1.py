@@ -1,17 +1,22 @@
 """scripts/hmm_language.py and scripts/fig1_tiny.py: the source's likelihood against brute-force
-enumeration of its generative story, its sampling frequencies, the noise-free "can the source emit
-this" test on hand-made sequences, the metrics of samples and completions, one document per
-training block, the flags refused before anything runs, and a reduced run (killed while it trains,
-then run again)."""
+enumeration of its generative story, its sampling frequencies and continuations, the noise-free
+"can the source emit this" test on hand-made sequences, the metrics of samples and completions, the
+multiple-choice task against the story, its lm-eval files read back, one document per training
+block, the flags refused before anything runs, a reduced run (killed while it trains, then run
+again), and the understanding part's bound against the source's exact NLL with a trained model."""
 import ast
 import csv
+import functools
 import itertools
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
+from collections import Counter
 
 import pytest
 import torch
@@ -81,6 +86,61 @@ def test_sample_frequencies_match_the_parameters():
             p = story_probability(list(seq), noise)
             freq = counts.get(seq, 0) / n
             assert abs(freq - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12, (noise, seq, freq, p)
+
+
+def test_continuations_follow_the_story_s_law_given_the_context():
+    """A continuation of a context has the law p(context + a) / p(context) of the generative story,
+    also after contexts whose hidden state the noise leaves ambiguous: [1, 1] is "bb" or a noisy "ab",
+    [0] the start of "ab" or noise, and "cdc" never starts a document without noise."""
+    n, noise = 20000, 0.2
+    src = source(noise)
+    for seed, context in enumerate(([1, 1], [0], [2, 3, 2])):
+        drawn = src.continuations(torch.tensor([context] * n), 2, torch.Generator().manual_seed(seed))
+        counts = Counter(map(tuple, drawn.tolist()))
+        for answer in itertools.product(range(N_OUTPUTS), repeat=2):
+            p = story_probability(context + list(answer), noise) / story_probability(context, noise)
+            freq = counts.get(answer, 0) / n
+            assert abs(freq - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12, (context, answer, freq, p)
+    with pytest.raises(ValueError, match="probability 0"):
+        source(0.0).continuations(torch.tensor([[0, 1], [2, 3]]), 2, torch.Generator().manual_seed(0))
+
+
+def test_choice_task_against_the_story():
+    """choice_task on the hand-made source (noise 0.1), every item checked by enumerating the story:
+    contexts the noise-free source emits; wrong answers it cannot emit after their context; distinct
+    choices; the right answer at a uniform position, and (context, right answer) distributed as a
+    noise-free context followed by the source's own continuation, p0(c) p(c + a) / p(c); and
+    choice_log_probs and oracle_accuracy against the story's probabilities."""
+    noise, n = 0.1, 3000
+    src = source(noise)
+    contexts, choices, gold = hmm_language.choice_task(src, n, 2, 2, torch.Generator().manual_seed(5))
+    assert contexts.shape == (n, 2) and choices.shape == (n, 4, 2) and gold.shape == (n,)
+    story = functools.lru_cache(maxsize=None)(lambda seq, eps: story_probability(list(seq), eps))
+    pairs, oracle = Counter(), []
+    for c, options, g in zip(contexts.tolist(), choices.tolist(), gold.tolist()):
+        assert story(tuple(c), 0.0) > 0
+        assert len({tuple(o) for o in options}) == 4
+        assert all(story(tuple(c + o), 0.0) == 0 for j, o in enumerate(options) if j != g)
+        pairs[tuple(c), tuple(options[g])] += 1
+        p = [story(tuple(c + o), noise) for o in options]
+        best = [j for j in range(4) if p[j] >= max(p) * (1 - 1e-9)]
+        oracle.append((g in best) / len(best))
+    for c in itertools.product(range(N_OUTPUTS), repeat=2):
+        for a in itertools.product(range(N_OUTPUTS), repeat=2):
+            p = story(c, 0.0) * story(c + a, noise) / story(c, noise)
+            freq = pairs[c, a] / n
+            assert abs(freq - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12, (c, a, freq, p)
+    for position in range(4):
+        assert abs(float((gold == position).double().mean()) - 0.25) <= 5 * math.sqrt(0.25 * 0.75 / n)
+    log_p = hmm_language.choice_log_probs(src, contexts, choices)
+    brute = torch.tensor([[math.log(story(tuple(c + o), noise) / story(tuple(c), noise)) for o in options]
+                          for c, options in zip(contexts.tolist(), choices.tolist())], dtype=torch.float64)
+    torch.testing.assert_close(log_p, brute, rtol=0, atol=1e-10)
+    torch.testing.assert_close(hmm_language.oracle_accuracy(log_p, gold), torch.tensor(oracle, dtype=torch.float64))
+    assert 0 < sum(oracle) / n < 1  # the noise makes some right answers less likely than a wrong one
+    # Equal probabilities a rounding error apart are a tie
+    tied = torch.tensor([[-2.0, -2.0 - 1e-12, -9.0, -3.0], [-2.0, -2.0 - 1e-6, -9.0, -3.0]], dtype=torch.float64)
+    assert hmm_language.oracle_accuracy(tied, torch.tensor([1, 1])).tolist() == [0.5, 0.0]
 
 
 def test_can_emit_accepts_exactly_what_the_noise_free_source_emits():
@@ -171,6 +231,82 @@ def test_non_finite_float_flags_are_refused_before_anything_is_written(tmp_path,
     assert not out.exists()
     code, _, _ = run_main(fig1_tiny.main, ["--out", str(out)], capsys)
     assert code == 3 and os.path.isfile(out / "settings.json")  # the corrected command gets to its stages
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mc_context", "40", "--mc_answer", "24"], "--mc_context + --mc_answer (40 + 24) must be at most --block_size "
+                                                  "- 1 = 63"),
+    (["--mc_num", "20", "--mc_batch", "8"], "--mc_num (20) must be a multiple of --mc_batch (8)"),
+    (["--mc_choices", "1"], "--mc_choices must be at least 2"),
+    (["--mc_items", "0"], "--mc_items must be at least 1, got 0"),
+    (["--mc_batch", "0"], "--mc_batch must be at least 1, got 0")])
+def test_understanding_flags_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch, flags, message):
+    stop_before_stages(monkeypatch, fig1_tiny, "make_language")
+    out = tmp_path / "fig1"
+    code, _, stderr = run_main(fig1_tiny.main, ["--out", str(out), *flags], capsys)
+    assert code == 2 and message in stderr, stderr
+    assert not out.exists()
+
+
+# A small language and model for the tests that write or train (fig1_tiny.py's flags).
+SMALL_LANGUAGE = ["--symbols", "6", "--words", "8", "--word_min", "2", "--word_max", "3", "--train_docs", "64",
+                  "--valid_docs", "16", "--entropy_samples", "64", "--samples", "8", "--prompts", "8"]
+
+
+def test_choice_task_reads_back_through_lm_eval_as_the_items_tokens(tmp_path, capsys, monkeypatch):
+    """The task fig1_tiny.py writes (main, stopped before its stages): lm-eval's requests (context,
+    " " + choice) encode, as lm_eval_llada.py encodes them, to exactly an item's context and choice
+    tokens, whose exact conditional log p under the run's source the file holds; and lm-eval's
+    multiple_choice scoring of the YAML, with a model that answers that exact log p, gives the
+    oracle's accuracy that floor.json reports."""
+    from lm_eval import simple_evaluate
+    from lm_eval.api.model import LM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoTokenizer
+
+    from likelihood import encode_pair
+
+    stop_before_stages(monkeypatch, fig1_tiny, "run_stages")
+    out = tmp_path / "fig1"
+    argv = ["--out", str(out), *SMALL_LANGUAGE, "--block_size", "16", "--sample_steps", "4", "--prompt_length", "4",
+            "--completion_length", "12", "--completion_steps", "4", "--mc_items", "40", "--mc_context", "6",
+            "--mc_answer", "4"]
+    assert run_main(fig1_tiny.main, argv, capsys)[0] == 3
+    with open(out / "settings.json") as f:
+        src = hmm_language.source_of(types.SimpleNamespace(**json.load(f)))
+    tokenizer = AutoTokenizer.from_pretrained(out / "language" / "model")
+    folder = out / "language" / "understanding"
+    with open(folder / "fig1_mc.jsonl") as f:
+        docs = [json.loads(line) for line in f]
+    assert len(docs) == 40
+
+    def exact(context, continuation):
+        ids = encode_pair(tokenizer, context, continuation)
+        return float(src.log_prob(torch.tensor([ids[0] + ids[1]])) - src.log_prob(torch.tensor([ids[0]]))), ids
+
+    for doc in docs:
+        for choice, log_p in zip(doc["choices"], doc["exact_log_p"]):
+            value, (context_ids, answer_ids) = exact(doc["context"], " " + choice)
+            assert (len(context_ids), len(answer_ids)) == (6, 4) and max(context_ids + answer_ids) <= 6
+            assert tokenizer.decode(context_ids + answer_ids) == doc["context"] + " " + choice
+            assert value == pytest.approx(log_p, abs=1e-9)
+
+    class ExactSource(LM):
+        def loglikelihood(self, requests, disable_tqdm=False):
+            return [(exact(*r.args)[0], False) for r in requests]
+
+        def loglikelihood_rolling(self, requests, disable_tqdm=False):
+            raise NotImplementedError
+
+        def generate_until(self, requests, disable_tqdm=False):
+            raise NotImplementedError
+
+    result = simple_evaluate(model=ExactSource(), tasks=["fig1_mc"], bootstrap_iters=0,
+                             task_manager=TaskManager(include_path=str(folder), include_defaults=False))
+    with open(out / "language" / "floor.json") as f:
+        floor = json.load(f)
+    assert result["results"]["fig1_mc"]["acc,none"] == pytest.approx(floor["mc_oracle_acc"], abs=1e-12)
+    assert floor["mc_oracle_acc"] > 0.5  # the oracle knows the language
 
 
 def test_fast_sampling_quality_refuses_other_folders_and_zero_threads_before_loading(tmp_path, capsys, monkeypatch):
