@@ -16,10 +16,11 @@ block is exactly one independent document followed by its eos.
           prompt) and exact gen-NLL; and the part-2 ancestral figures for mdm and xdm;
   understanding  every model of parts 2 and 3 on a multiple-choice task built from the language
           (hmm_language.choice_task: a noise-free context, the source's continuation of it and
-          --mc_choices - 1 continuations the noise-free source cannot emit after it), written as a
-          local lm-eval task and scored through lm_eval_llada.py with LLaDA's masked estimator and
-          the XDLM bound at the model's own k: accuracy and the mean bound of the right answers,
-          beside the exact source's accuracy (the oracle) and the right answers' exact NLL.
+          --mc_choices - 1 continuations the noise-free source cannot emit after it; context,
+          continuation and eos fill one block), written as a local lm-eval task and scored through
+          lm_eval_llada.py with LLaDA's masked estimator and the XDLM bound at the model's own k:
+          accuracy and the mean bound of the right answers, beside the exact source's accuracy (the
+          oracle) and the right answers' exact NLL.
 
 Every training is llada_cpt.py in a subprocess; --jobs stages run at once, each on its own
 thread(s). Writes OUT/results.csv, OUT/results.md (first a table with both sides of the trade-off,
@@ -109,19 +110,25 @@ def write_choice_task(args, source):
     line: the context, the choices and the gold index as the language's text, and each choice's
     exact log p given the context) and fig1_mc.yaml (a multiple_choice task over it: lm-eval scores
     " " + choice after the context, which the tokenizer reads as exactly the context's and the
-    choice's tokens). Returns the exact source's figures: the oracle's accuracy (the choice of
-    highest exact log p, ties split) and the right answers' exact NLL per token, with standard errors
-    over the items."""
+    choice's tokens). A context is the first block_size - 1 - mc_answer tokens of a document and
+    every choice ends with the block's eos: an item fills one training block, as a prompt and its
+    completion do (a model trained on whole blocks only, scored on a shorter sequence, scores its
+    last token as if it were the eos: on one such model the bound came out 2.5-2.8 nats per answer
+    token on 10 or 15 of its 16 positions against 0.95 on all 16). The source writes the eos after a
+    document's last token with probability 1, so a choice's exact log p is that of its symbols.
+    Returns the exact source's figures: the oracle's accuracy (the choice of highest exact log p,
+    ties split) and the right answers' exact NLL per token, with standard errors over the items."""
     contexts, choices, gold = choice_task(source, args.mc_items, args.mc_context, args.mc_answer,
                                           torch.Generator().manual_seed(CHOICE_TASK_SEED), args.mc_choices)
     log_p = choice_log_probs(source, contexts, choices)
     folder = choice_task_dir(args)
     os.makedirs(folder, exist_ok=True)
     data = os.path.abspath(os.path.join(folder, CHOICE_TASK + ".jsonl"))
+    eos = args.symbols
     with open(data, "w") as f:
         for c, options, g, lp in zip(contexts, choices, gold.tolist(), log_p.tolist()):
-            item = dict(context=to_text(c, args.symbols), choices=[to_text(o, args.symbols) for o in options], gold=g,
-                        exact_log_p=lp)
+            texts = [to_text(torch.cat([o, torch.tensor([eos])]), args.symbols) for o in options]
+            item = dict(context=to_text(c, args.symbols), choices=texts, gold=g, exact_log_p=lp)
             f.write(json.dumps(item) + "\n")
     with open(os.path.join(folder, CHOICE_TASK + ".yaml"), "w") as f:
         f.write(f"""# Fig. 1's understanding part, {args.mc_items} items (written by scripts/fig1_tiny.py)
@@ -186,7 +193,8 @@ def understand(args, model_dir, k):
     this process: per estimator (LLaDA's masked one, and at k > 0 the XDLM bound at k; at k = 0 the
     two are the same bound, so it runs once), lm-eval's accuracy and, from its per-item
     log-likelihoods, the mean bound of the right answers per token (minus their log-likelihood
-    estimate / answer length) and its gap to their exact NLL, with standard errors over the items;
+    estimate, the eos's included, / mc_answer) and its gap to their exact NLL, with standard errors
+    over the items;
     and every item's log-likelihood estimates (one per choice, in the task file's order)."""
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -418,8 +426,8 @@ def tradeoff_tables(args, rows, get, floor):
     lines = [f"Both sides of the trade-off, one row per model. Generation: validation NELBO (own k) and gen-NLL per "
              f"token of {args.samples} ancestral samples (temperature 1, own k). Understanding: {args.mc_items} "
              f"multiple-choice items built from the language (a noise-free context of {args.mc_context} tokens; "
-             f"{args.mc_choices} continuations of {args.mc_answer} tokens: the source's own, noise included, and "
-             f"{args.mc_choices - 1} the noise-free source cannot emit after the context; chance "
+             f"{args.mc_choices} continuations of {args.mc_answer} tokens and the block's eos: the source's own, "
+             f"noise included, and {args.mc_choices - 1} the noise-free source cannot emit after the context; chance "
              f"{1 / args.mc_choices:.2f}), scored through lm-eval (lm_eval_llada.py, mc_num {args.mc_num}, batch "
              f"{args.mc_batch}, seed {ESTIMATE_SEED}): accuracy, and the bound: minus the estimated log-likelihood of "
              "the right answer per answer token, averaged over the items, which in expectation lies above the model's "
@@ -557,9 +565,9 @@ def main(argv=None):
     g = ap.add_argument_group("understanding: a multiple-choice task from the language, scored through lm-eval")
     g.add_argument("--mc_items", type=int, default=256, help="items of the task")
     g.add_argument("--mc_choices", type=int, default=4, help="continuations per item, one of them right")
-    g.add_argument("--mc_context", type=int, default=16, help="tokens of an item's noise-free context")
-    g.add_argument("--mc_answer", type=int, default=8, help="tokens of each continuation")
-    g.add_argument("--mc_num", type=int, default=64, help="Monte-Carlo draws per (context, continuation)")
+    g.add_argument("--mc_answer", type=int, default=8, help="tokens of each continuation (its context: the rest of "
+                   "a block, its eos aside)")
+    g.add_argument("--mc_num", type=int, default=16, help="Monte-Carlo draws per (context, continuation)")
     g.add_argument("--mc_batch", type=int, default=8, help="draws per systematic group (LLaDA's --batch_size)")
     args = ap.parse_args(argv)
     if args.continue_steps is None:
@@ -568,7 +576,7 @@ def main(argv=None):
     require_at_least_one(ap, args, ("jobs", "seeds", "words", "successors", "train_docs", "valid_docs",
                                     "entropy_samples", "d_model", "n_layers", "n_heads", "steps", "continue_steps",
                                     "batch_size", "eval_blocks", "samples", "prompts", "prompt_length",
-                                    "completion_length", "mc_items", "mc_context", "mc_answer", "mc_num", "mc_batch"))
+                                    "completion_length", "mc_items", "mc_answer", "mc_num", "mc_batch"))
     if not 2 <= args.symbols <= len(SYMBOL_NAMES):
         ap.error(f"--symbols must lie in [2, {len(SYMBOL_NAMES)}], got {args.symbols}")
     if not 1 <= args.word_min <= args.word_max:
@@ -592,9 +600,10 @@ def main(argv=None):
         ap.error(f"--completion_length must be at least 2 (a token and the eos slot), got {args.completion_length}")
     if args.mc_choices < 2:
         ap.error(f"--mc_choices must be at least 2 (one right continuation and a wrong one), got {args.mc_choices}")
-    if args.mc_context + args.mc_answer > args.block_size - 1:
-        ap.error(f"--mc_context + --mc_answer ({args.mc_context} + {args.mc_answer}) must be at most --block_size - 1 "
-                 f"= {args.block_size - 1}: an item is the start of a document")
+    if args.mc_answer > args.block_size - 2:
+        ap.error(f"--mc_answer must be at most --block_size - 2 = {args.block_size - 2} (an item is a context of at "
+                 f"least one token, a continuation and the eos, in one block), got {args.mc_answer}")
+    args.mc_context = args.block_size - 1 - args.mc_answer
     if args.mc_num % args.mc_batch:
         ap.error(f"--mc_num ({args.mc_num}) must be a multiple of --mc_batch ({args.mc_batch}): draws come in groups "
                  "of --mc_batch, each a systematic sample of the masked counts")
@@ -604,7 +613,8 @@ def main(argv=None):
     args.sample_grid = step_grid(ap, "sample_steps", args.sample_steps, args.block_size)
     args.completion_grid = step_grid(ap, "completion_steps", args.completion_steps, args.completion_length)
     args.tiny_dir = os.path.join(args.out, "language")  # the layout experiment_common's stages read
-    refuse_other_settings(ap, args, ignore=("out", "jobs", "tiny_dir", "k_values", "sample_grid", "completion_grid"))
+    refuse_other_settings(ap, args, ignore=("out", "jobs", "tiny_dir", "k_values", "sample_grid", "completion_grid",
+                                            "mc_context"))
 
     started = time.time()
     source = source_of(args)
