@@ -23,10 +23,10 @@ block is exactly one independent document followed by its eos.
           oracle) and the right answers' exact NLL.
 
 Every training is llada_cpt.py in a subprocess; --jobs stages run at once, each on its own
-thread(s). Writes OUT/results.csv, OUT/results.md (first a table with both sides of the trade-off,
-one row per model) and OUT/fig1.png. A rerun reuses finished
-stages and refuses an OUT made with other settings. The stage workers and trainers end with this
-process, also under kill -9 (Linux), so the same command right after goes on where it stopped.
+thread(s). Writes OUT/results.csv, OUT/results.md (first both sides of the trade-off in one row per
+model) and OUT/fig1.png. A rerun reuses finished stages and refuses an OUT made with other settings.
+The stage workers and trainers end with this process, also under kill -9 (Linux), so the same
+command right after goes on where it stopped.
 usage: python scripts/fig1_tiny.py [--out outputs/fig1_tiny] [--seeds 3] [--steps 1500] [--jobs 2] [...]
 """
 import argparse
@@ -194,8 +194,9 @@ def understand(args, model_dir, k):
     two are the same bound, so it runs once), lm-eval's accuracy and, from its per-item
     log-likelihoods, the mean bound of the right answers per token (minus their log-likelihood
     estimate, the eos's included, / mc_answer) and its gap to their exact NLL, with standard errors
-    over the items;
-    and every item's log-likelihood estimates (one per choice, in the task file's order)."""
+    over the items; and every item's log-likelihood estimates (one per choice, in the file's order).
+    Every model's estimates use the same seed: a request's draws depend only on it and the request's
+    tokens, so models are compared on the same corruptions."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -430,8 +431,8 @@ def tradeoff_tables(args, rows, get, floor):
              f"noise included, and {args.mc_choices - 1} the noise-free source cannot emit after the context; chance "
              f"{1 / args.mc_choices:.2f}), scored through lm-eval (lm_eval_llada.py, mc_num {args.mc_num}, batch "
              f"{args.mc_batch}, seed {ESTIMATE_SEED}): accuracy, and the bound: minus the estimated log-likelihood of "
-             "the right answer per answer token, averaged over the items, which in expectation lies above the model's "
-             "NLL and hence above the exact NLL of the same answers under the source (its row). masked: LLaDA's "
+             "the right answer per answer token, averaged over the items; in expectation at least the model's NLL of "
+             "the right answers, and so at least their exact NLL under the source (its row). masked: LLaDA's "
              "estimator (the masked process the network defines; comparable with LLaDA's numbers); XDLM: the XDLM "
              "bound at the model's own k (the model's own objective; at k = 0 it is the masked one, computed once: "
              f"\"= masked\"). Standard error over the items within one model: at most {item_se['mc_acc_se']:.3f} for "
@@ -567,7 +568,7 @@ def main(argv=None):
     g.add_argument("--mc_choices", type=int, default=4, help="continuations per item, one of them right")
     g.add_argument("--mc_answer", type=int, default=8, help="tokens of each continuation (its context: the rest of "
                    "a block, its eos aside)")
-    g.add_argument("--mc_num", type=int, default=16, help="Monte-Carlo draws per (context, continuation)")
+    g.add_argument("--mc_num", type=int, default=32, help="Monte-Carlo draws per (context, continuation)")
     g.add_argument("--mc_batch", type=int, default=8, help="draws per systematic group (LLaDA's --batch_size)")
     args = ap.parse_args(argv)
     if args.continue_steps is None:

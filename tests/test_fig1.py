@@ -457,8 +457,8 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path, capsys, 
     # ... and refuses stages made with other settings
     code, _, stderr = run_main(fig1_tiny.main, args + ["--continue_steps", "3"], capsys)
     assert code == 2 and "--continue_steps 2 -> 3" in stderr
-    code, _, stderr = run_main(fig1_tiny.main, args + ["--mc_num", "32"], capsys)
-    assert code == 2 and "--mc_num 16 -> 32" in stderr
+    code, _, stderr = run_main(fig1_tiny.main, args + ["--mc_num", "16"], capsys)
+    assert code == 2 and "--mc_num 32 -> 16" in stderr
     # The faster sampler modes on the same models (scripts/fast_sampling_quality.py), in 2 blocks of 4
     fast_sampling_quality.main(["--fig1_dir", out, "--block_length", "4", "--steps", "2,8", "--threads", "1"])
     with open(os.path.join(out, "fast_sampling.csv")) as f:
