@@ -10,11 +10,16 @@ noise writes).
 
   log_prob(x)   exact log p(x) by the forward algorithm (float64, rescaled at every step);
   can_emit(x)   whether the noise-free source (noise = 0) can emit x, by exact set reachability;
-  sample(...)   independent sequences, each started afresh in a random word's first state.
+  sample(...)   independent sequences, each started afresh in a random word's first state;
+  continuations(...)  a continuation of each given context, drawn from the source's exact law
+                given it.
 
 Beside it, the language as the experiments use it: the source of a run's settings, its text form
-and tokenizer, and the metrics of samples and completions, exact under the source.
+and tokenizer, the metrics of samples and completions, exact under the source, and a
+multiple-choice task built from it with the exact source's own scores (the oracle).
 """
+import math
+
 import numpy as np
 import torch
 
@@ -66,6 +71,22 @@ class WordSource:
     def sample(self, n, length, generator, noise=True):
         """[n, length] token ids: n independent sequences (noise=False: from the noise-free source)."""
         state = torch.multinomial(self.start.expand(n, -1), 1, generator=generator).squeeze(1)
+        return self._emit_from(state, length, generator, noise)
+
+    def continuations(self, contexts, length, generator, noise=True):
+        """[n, length] token ids: a continuation of each row of contexts [n, C], drawn from the
+        source's exact law given that row: the hidden state after the row from its posterior (the
+        forward algorithm's last vector, one transition on), then the source's own steps. A row the
+        source cannot emit (log p = -inf) is refused."""
+        total, last = self._forward(contexts)
+        if bool((total == -math.inf).any()):
+            raise ValueError("a context has probability 0 under the source: it has no continuation")
+        state = torch.multinomial(last @ self.trans, 1, generator=generator).squeeze(1)
+        return self._emit_from(state, length, generator, noise)
+
+    def _emit_from(self, state, length, generator, noise):
+        """[n, length] tokens emitted from the states [n] of the first position on."""
+        n = state.numel()
         out = torch.empty(n, length, dtype=torch.long)
         for i in range(length):
             if i:
@@ -82,6 +103,11 @@ class WordSource:
     def log_prob(self, x):
         """[n] exact log p(x) of the rows of x [n, length] (float64): the forward algorithm,
         its state vector renormalised at every step and the normalisers' logs summed."""
+        return self._forward(x)[0]
+
+    def _forward(self, x):
+        """([n] log p(x), [n, S] the law of the last hidden state given the row) of the rows of x
+        [n, length], length >= 1 (float64; a row of probability 0 has a zero law)."""
         x = torch.as_tensor(x)
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.n_outputs):
             raise ValueError(f"tokens must lie in [0, {self.n_outputs}), got [{int(x.min())}, {int(x.max())}]")
@@ -94,7 +120,7 @@ class WordSource:
             norm = joint.sum(1, keepdim=True)
             total += norm.squeeze(1).log()
             forward = joint / norm.clamp_min(1e-300)  # a zero row stays zero (and its total -inf)
-        return total
+        return total, forward
 
     def can_emit(self, x):
         """[n] bool: whether the noise-free source gives the row of x [n, length] a positive
@@ -181,3 +207,50 @@ def completion_metrics(source, prompts, completions, eos):
     fail = ~source.can_emit(full) | (completions[:, -1] != eos)
     nll = (source.log_prob(prompts) - source.log_prob(full)) / (completions.shape[1] - 1)
     return dict(failure=float(fail.double().mean()), gen_nll=float(nll.mean()))
+
+
+def choice_task(source, n, context_length, answer_length, generator, n_choices=4, rounds=1000):
+    """n multiple-choice items: (contexts [n, C], choices [n, n_choices, A], gold [n]).
+    A context is the start of a noise-free document; the right answer (choices[i, gold[i]]) is drawn
+    from the source, noise included, after it (continuations); each wrong answer is the source's
+    continuation of another, independent noise-free context, kept only if the noise-free source
+    cannot emit the item's context followed by it, and if it differs from the item's other choices.
+    Right and wrong answers are thus drawn alike, and only their fit to the context tells them
+    apart. gold is uniform over the positions. Stops with ValueError if `rounds` candidates per item
+    do not give enough wrong answers (a language whose noise-free source can emit almost anything)."""
+    contexts = source.sample(n, context_length, generator, noise=False)
+    right = source.continuations(contexts, answer_length, generator)
+    wrong = [[] for _ in range(n)]
+    for _ in range(rounds):
+        need = [i for i in range(n) if len(wrong[i]) < n_choices - 1]
+        if not need:
+            break
+        others = source.sample(len(need), context_length, generator, noise=False)
+        candidates = source.continuations(others, answer_length, generator)
+        impossible = ~source.can_emit(torch.cat([contexts[need], candidates], 1))
+        for i, candidate, keep in zip(need, candidates, impossible.tolist()):
+            if keep and not any(torch.equal(candidate, c) for c in [right[i], *wrong[i]]):
+                wrong[i].append(candidate)
+    if any(len(w) < n_choices - 1 for w in wrong):
+        raise ValueError(f"{rounds} candidate continuations did not give {n_choices - 1} that the noise-free source "
+                         f"cannot emit after every context of {context_length} tokens (answers of {answer_length})")
+    gold = torch.randint(n_choices, (n,), generator=generator)
+    choices = torch.stack([torch.stack(w[:g] + [r] + w[g:]) for w, r, g in zip(wrong, right, gold.tolist())])
+    return contexts, choices, gold
+
+
+def choice_log_probs(source, contexts, choices):
+    """[n, K] exact log p(choice | context) = log p(context + choice) - log p(context) of
+    contexts [n, C] and choices [n, K, A] (float64)."""
+    n, K, A = choices.shape
+    joint = source.log_prob(torch.cat([contexts.repeat_interleave(K, 0), choices.reshape(n * K, A)], 1))
+    return joint.view(n, K) - source.log_prob(contexts)[:, None]
+
+
+def oracle_accuracy(log_probs, gold, tie=1e-9):
+    """Accuracy [n] per item of picking the highest entry of its row of log_probs [n, K], ties split
+    evenly (1 / m if gold is one of m best). Entries within `tie` of the row's best count as tied:
+    sequences of equal probability (say, two wrong answers that each need the same noise) can come
+    out of the forward algorithm a rounding error apart."""
+    best = log_probs >= log_probs.max(1, keepdim=True).values - tie
+    return best.gather(1, gold[:, None]).squeeze(1).double() / best.sum(1)

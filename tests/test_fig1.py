@@ -1,17 +1,22 @@
 """scripts/hmm_language.py and scripts/fig1_tiny.py: the source's likelihood against brute-force
-enumeration of its generative story, its sampling frequencies, the noise-free "can the source emit
-this" test on hand-made sequences, the metrics of samples and completions, one document per
-training block, the flags refused before anything runs, and a reduced run (killed while it trains,
-then run again)."""
+enumeration of its generative story, its sampling frequencies and continuations, the noise-free
+"can the source emit this" test on hand-made sequences, the metrics of samples and completions, the
+multiple-choice task against the story, its lm-eval files read back, one document per training
+block, the flags refused before anything runs, a reduced run (killed while it trains, then run
+again), and the understanding part's bound against the source's exact NLL with a trained model."""
 import ast
 import csv
+import functools
 import itertools
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
+from collections import Counter
 
 import pytest
 import torch
@@ -81,6 +86,61 @@ def test_sample_frequencies_match_the_parameters():
             p = story_probability(list(seq), noise)
             freq = counts.get(seq, 0) / n
             assert abs(freq - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12, (noise, seq, freq, p)
+
+
+def test_continuations_follow_the_story_s_law_given_the_context():
+    """A continuation of a context has the law p(context + a) / p(context) of the generative story,
+    also after contexts whose hidden state the noise leaves ambiguous: [1, 1] is "bb" or a noisy "ab",
+    [0] the start of "ab" or noise, and "cdc" never starts a document without noise."""
+    n, noise = 20000, 0.2
+    src = source(noise)
+    for seed, context in enumerate(([1, 1], [0], [2, 3, 2])):
+        drawn = src.continuations(torch.tensor([context] * n), 2, torch.Generator().manual_seed(seed))
+        counts = Counter(map(tuple, drawn.tolist()))
+        for answer in itertools.product(range(N_OUTPUTS), repeat=2):
+            p = story_probability(context + list(answer), noise) / story_probability(context, noise)
+            freq = counts.get(answer, 0) / n
+            assert abs(freq - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12, (context, answer, freq, p)
+    with pytest.raises(ValueError, match="probability 0"):
+        source(0.0).continuations(torch.tensor([[0, 1], [2, 3]]), 2, torch.Generator().manual_seed(0))
+
+
+def test_choice_task_against_the_story():
+    """choice_task on the hand-made source (noise 0.1), every item checked by enumerating the story:
+    contexts the noise-free source emits; wrong answers it cannot emit after their context; distinct
+    choices; the right answer at a uniform position, and (context, right answer) distributed as a
+    noise-free context followed by the source's own continuation, p0(c) p(c + a) / p(c); and
+    choice_log_probs and oracle_accuracy against the story's probabilities."""
+    noise, n = 0.1, 3000
+    src = source(noise)
+    contexts, choices, gold = hmm_language.choice_task(src, n, 2, 2, torch.Generator().manual_seed(5))
+    assert contexts.shape == (n, 2) and choices.shape == (n, 4, 2) and gold.shape == (n,)
+    story = functools.lru_cache(maxsize=None)(lambda seq, eps: story_probability(list(seq), eps))
+    pairs, oracle = Counter(), []
+    for c, options, g in zip(contexts.tolist(), choices.tolist(), gold.tolist()):
+        assert story(tuple(c), 0.0) > 0
+        assert len({tuple(o) for o in options}) == 4
+        assert all(story(tuple(c + o), 0.0) == 0 for j, o in enumerate(options) if j != g)
+        pairs[tuple(c), tuple(options[g])] += 1
+        p = [story(tuple(c + o), noise) for o in options]
+        best = [j for j in range(4) if p[j] >= max(p) * (1 - 1e-9)]
+        oracle.append((g in best) / len(best))
+    for c in itertools.product(range(N_OUTPUTS), repeat=2):
+        for a in itertools.product(range(N_OUTPUTS), repeat=2):
+            p = story(c, 0.0) * story(c + a, noise) / story(c, noise)
+            freq = pairs[c, a] / n
+            assert abs(freq - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12, (c, a, freq, p)
+    for position in range(4):
+        assert abs(float((gold == position).double().mean()) - 0.25) <= 5 * math.sqrt(0.25 * 0.75 / n)
+    log_p = hmm_language.choice_log_probs(src, contexts, choices)
+    brute = torch.tensor([[math.log(story(tuple(c + o), noise) / story(tuple(c), noise)) for o in options]
+                          for c, options in zip(contexts.tolist(), choices.tolist())], dtype=torch.float64)
+    torch.testing.assert_close(log_p, brute, rtol=0, atol=1e-10)
+    torch.testing.assert_close(hmm_language.oracle_accuracy(log_p, gold), torch.tensor(oracle, dtype=torch.float64))
+    assert 0 < sum(oracle) / n < 1  # the noise makes some right answers less likely than a wrong one
+    # Equal probabilities a rounding error apart are a tie
+    tied = torch.tensor([[-2.0, -2.0 - 1e-12, -9.0, -3.0], [-2.0, -2.0 - 1e-6, -9.0, -3.0]], dtype=torch.float64)
+    assert hmm_language.oracle_accuracy(tied, torch.tensor([1, 1])).tolist() == [0.5, 0.0]
 
 
 def test_can_emit_accepts_exactly_what_the_noise_free_source_emits():
@@ -171,6 +231,83 @@ def test_non_finite_float_flags_are_refused_before_anything_is_written(tmp_path,
     assert not out.exists()
     code, _, _ = run_main(fig1_tiny.main, ["--out", str(out)], capsys)
     assert code == 3 and os.path.isfile(out / "settings.json")  # the corrected command gets to its stages
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mc_answer", "63"], "--mc_answer must be at most --block_size - 2 = 62"),
+    (["--mc_num", "20", "--mc_batch", "8"], "--mc_num (20) must be a multiple of --mc_batch (8)"),
+    (["--mc_choices", "1"], "--mc_choices must be at least 2"),
+    (["--mc_items", "0"], "--mc_items must be at least 1, got 0"),
+    (["--mc_batch", "0"], "--mc_batch must be at least 1, got 0")])
+def test_understanding_flags_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch, flags, message):
+    stop_before_stages(monkeypatch, fig1_tiny, "make_language")
+    out = tmp_path / "fig1"
+    code, _, stderr = run_main(fig1_tiny.main, ["--out", str(out), *flags], capsys)
+    assert code == 2 and message in stderr, stderr
+    assert not out.exists()
+
+
+# A small language and model for the tests that write or train (fig1_tiny.py's flags).
+SMALL_LANGUAGE = ["--symbols", "6", "--words", "8", "--word_min", "2", "--word_max", "3", "--train_docs", "64",
+                  "--valid_docs", "16", "--entropy_samples", "64", "--samples", "8", "--prompts", "8"]
+
+
+def test_choice_task_reads_back_through_lm_eval_as_the_items_tokens(tmp_path, capsys, monkeypatch):
+    """The task fig1_tiny.py writes (main, stopped before its stages): lm-eval's requests (context,
+    " " + choice) encode, as lm_eval_llada.py encodes them, to exactly an item's context and choice
+    tokens, whose exact conditional log p under the run's source the file holds; and lm-eval's
+    multiple_choice scoring of the YAML, with a model that answers that exact log p, gives the
+    oracle's accuracy that floor.json reports."""
+    from lm_eval import simple_evaluate
+    from lm_eval.api.model import LM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoTokenizer
+
+    from likelihood import encode_pair
+
+    stop_before_stages(monkeypatch, fig1_tiny, "run_stages")
+    out = tmp_path / "fig1"
+    argv = ["--out", str(out), *SMALL_LANGUAGE, "--block_size", "16", "--sample_steps", "4", "--prompt_length", "4",
+            "--completion_length", "12", "--completion_steps", "4", "--mc_items", "40", "--mc_answer", "4"]
+    assert run_main(fig1_tiny.main, argv, capsys)[0] == 3
+    with open(out / "settings.json") as f:
+        src = hmm_language.source_of(types.SimpleNamespace(**json.load(f)))
+    tokenizer = AutoTokenizer.from_pretrained(out / "language" / "model")
+    folder = out / "language" / "understanding"
+    with open(folder / "fig1_mc.jsonl") as f:
+        docs = [json.loads(line) for line in f]
+    assert len(docs) == 40
+
+    def exact(context, continuation):
+        """The source's exact log p of the continuation's symbols (its last token, the eos, is certain)."""
+        ids = encode_pair(tokenizer, context, continuation)
+        whole = torch.tensor([ids[0] + ids[1][:-1]])
+        return float(src.log_prob(whole) - src.log_prob(torch.tensor([ids[0]]))), ids
+
+    for doc in docs:
+        for choice, log_p in zip(doc["choices"], doc["exact_log_p"]):
+            value, (context_ids, answer_ids) = exact(doc["context"], " " + choice)
+            # context, continuation and eos fill a block of 16
+            assert (len(context_ids), len(answer_ids)) == (11, 5) and answer_ids[-1] == tokenizer.eos_token_id == 6
+            assert tokenizer.decode(context_ids + answer_ids) == doc["context"] + " " + choice
+            assert value == pytest.approx(log_p, abs=1e-9)
+
+    class ExactSource(LM):
+        def loglikelihood(self, requests, disable_tqdm=False):
+            return [(exact(*r.args)[0], False) for r in requests]
+
+        def loglikelihood_rolling(self, requests, disable_tqdm=False):
+            raise NotImplementedError
+
+        def generate_until(self, requests, disable_tqdm=False):
+            raise NotImplementedError
+
+    result = simple_evaluate(model=ExactSource(), tasks=["fig1_mc"], bootstrap_iters=0,
+                             task_manager=TaskManager(include_path=str(folder), include_defaults=False))
+    with open(out / "language" / "floor.json") as f:
+        floor = json.load(f)
+    assert result["results"]["fig1_mc"]["acc,none"] == pytest.approx(floor["mc_oracle_acc"], abs=1e-12)
+    assert floor["mc_oracle_acc"] > 0.5  # the oracle knows the language
 
 
 def test_fast_sampling_quality_refuses_other_folders_and_zero_threads_before_loading(tmp_path, capsys, monkeypatch):
@@ -280,7 +417,7 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path, capsys, 
             "--words", "8", "--word_min", "2", "--word_max", "3", "--train_docs", "64", "--valid_docs", "16",
             "--entropy_samples", "64", "--block_size", "12", "--d_model", "16", "--n_layers", "1", "--n_heads", "2",
             "--eval_blocks", "8", "--samples", "8", "--sample_steps", "2,12", "--prompts", "8", "--prompt_length", "4",
-            "--completion_length", "8", "--completion_steps", "2,8"]
+            "--completion_length", "8", "--completion_steps", "2,8", "--mc_items", "16", "--mc_answer", "4"]
     # Killed with SIGKILL while it trains, the run takes its workers and trainers with it: none is
     # left holding a stage's output folder ...
     finished = kill_while_a_stage_trains(args, out)
@@ -302,6 +439,17 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path, capsys, 
         assert (model, "", "nelbo") in metrics and (model, "ancestral", "gen_nll") in metrics
     for model in ("base", "continued mdm", "continued xdm"):
         assert (model, "confidence", "failure") in metrics
+    # The understanding cells: the masked estimator for every model, the XDLM bound at k > 0 (at k = 0 it is the same)
+    understood = {(r["model"], r["estimator"], r["metric"]) for r in rows}
+    for model, k in (("MDLM (k=0)", 0), ("UDLM (k=1)", 1), ("continued mdm", 0), ("continued xdm", 0.1)):
+        for metric in ("mc_acc", "mc_bound"):
+            assert (model, "masked", metric) in understood
+            assert ((model, "xdlm", metric) in understood) == (k > 0)
+    with open(os.path.join(out, "results.md")) as f:
+        table = f.read().split("Part 2, from scratch\n\n")[1].split("\n\n")[0].splitlines()
+    assert table[0] == ("| model | NELBO | gen-NLL 2 steps | gen-NLL 12 steps | MC acc, masked | MC acc, XDLM "
+                        "| bound, masked | bound, XDLM |")
+    assert table[2].startswith("| source (exact) |") and table[3].startswith("| MDLM (k=0) |")
     assert os.path.getsize(os.path.join(out, "fig1.png")) > 1000
     # a rerun reuses every finished stage ...
     code, stdout, stderr = run_main(fig1_tiny.main, args, capsys)
@@ -309,6 +457,8 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path, capsys, 
     # ... and refuses stages made with other settings
     code, _, stderr = run_main(fig1_tiny.main, args + ["--continue_steps", "3"], capsys)
     assert code == 2 and "--continue_steps 2 -> 3" in stderr
+    code, _, stderr = run_main(fig1_tiny.main, args + ["--mc_num", "16"], capsys)
+    assert code == 2 and "--mc_num 32 -> 16" in stderr
     # The faster sampler modes on the same models (scripts/fast_sampling_quality.py), in 2 blocks of 4
     fast_sampling_quality.main(["--fig1_dir", out, "--block_length", "4", "--steps", "2,8", "--threads", "1"])
     with open(os.path.join(out, "fast_sampling.csv")) as f:
@@ -324,3 +474,85 @@ def test_reduced_fig1_run_writes_finite_numbers_in_every_cell(tmp_path, capsys, 
         for mode in fast_sampling_quality.MODES:
             assert quality[(model, mode, 2, "identical_tokens")] == 1.0, mode
             assert quality[(model, mode, 2, "failure")] == quality[(model, "exact", 2, "failure")]
+
+
+def language_settings(tmp_path, capsys, monkeypatch, argv):
+    """fig1_tiny.py's settings (its parsed flags) after it wrote the language's files, stopped there."""
+    seen = {}
+
+    def stop(args, todo):
+        seen["args"] = args
+        sys.exit(3)
+
+    monkeypatch.setattr(fig1_tiny, "run_stages", stop)
+    assert run_main(fig1_tiny.main, ["--out", str(tmp_path / "fig1"), *argv], capsys)[0] == 3
+    return seen["args"]
+
+
+def train_on_the_language(args, model_dir, k, steps, batch_size=64, learning_rate=3e-3, seed=0):
+    """A model of the run's shape trained in this process on fresh blocks of its source (a document
+    and its eos, as the trainer's), with the training objective (xdlm_loss at mixing ratio k on
+    xdlm_loss.corrupt's noise, the mask rate uniform), AdamW: seconds, where a trainer subprocess
+    spends its first ten starting. Saved in model_dir with the language's tokenizer."""
+    import transformers
+
+    import modeling_llada  # noqa: F401  (registers the LLaDA model)
+    from xdlm_loss import corrupt, sample_mask_rate, xdlm_loss
+
+    language = os.path.join(args.tiny_dir, "model")
+    config = transformers.AutoConfig.from_pretrained(language)
+    torch.manual_seed(seed)
+    model = transformers.AutoModel.from_config(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    src, g = hmm_language.source_of(args), torch.Generator().manual_seed(seed)
+    eos = torch.full((batch_size, 1), args.symbols)
+    for _ in range(steps):
+        clean = torch.cat([src.sample(batch_size, args.block_size - 1, g), eos], 1)
+        alpha = 1 - sample_mask_rate(batch_size, generator=g)
+        noisy = corrupt(clean, alpha, k, config.mask_token_id, config.embedding_size, generator=g)
+        loss = xdlm_loss(model(input_ids=noisy).logits, noisy, clean, alpha, k, config.mask_token_id).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(model_dir)
+    transformers.AutoTokenizer.from_pretrained(language).save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.mark.slow
+def test_understanding_bounds_lie_above_the_source_s_exact_nll_with_a_trained_model(tmp_path, capsys, monkeypatch):
+    """The issue's statement: on the Fig. 1 language, with a model trained on it (XDLM, k = 0.1), the
+    mean over held-out items of minus the estimated log-likelihood of the right answer is at least
+    the mean exact conditional NLL of those answers under the source, within 4 standard errors
+    (paired, over the items), for LLaDA's masked estimator and for the XDLM bound at k = 0.1 alike.
+    Each estimate is in expectation a bound on -log of a proper distribution over continuations (the
+    masked, or the XDLM, reverse process that the network defines), and the right answers are drawn
+    from the source's own conditional law, so Gibbs' inequality makes the statement hold for any
+    network; the model is trained enough (accuracy far above chance) that a gross error (an
+    estimator without its L / n weights, a joint instead of a conditional NLL) would show. Also: the
+    accuracy lm-eval reports is the per-item choice of the highest estimate, and the understanding
+    stage's own bound and gap are these."""
+    # A language of 6 words (2 successors each) that 600 steps learn well: a bound of ~0.33 nats per
+    # token against an exact NLL of ~0.21 (standard error ~0.015), accuracy ~0.9
+    argv = [*SMALL_LANGUAGE, "--words", "6", "--successors", "2", "--block_size", "16", "--sample_steps", "4",
+            "--prompt_length", "4", "--completion_length", "12", "--completion_steps", "4", "--d_model", "32",
+            "--n_layers", "2", "--n_heads", "2", "--mc_items", "256", "--mc_answer", "4"]
+    args = language_settings(tmp_path, capsys, monkeypatch, argv)
+    model_dir = train_on_the_language(args, str(tmp_path / "model"), k=0.1, steps=600)
+    result = fig1_tiny.understand(args, model_dir, 0.1)
+    with open(os.path.join(args.tiny_dir, "understanding", "fig1_mc.jsonl")) as f:
+        docs = [json.loads(line) for line in f]
+    gold = torch.tensor([d["gold"] for d in docs])
+    exact = torch.tensor([-d["exact_log_p"][d["gold"]] / 4 for d in docs], dtype=torch.float64)
+    n = len(docs)
+    assert set(result) == {"masked", "xdlm"}
+    for estimator, r in result.items():
+        log_likelihood = torch.tensor(r["log_likelihood"], dtype=torch.float64)
+        assert log_likelihood.shape == (n, 4)
+        bound = -log_likelihood[torch.arange(n), gold] / 4
+        gap = bound - exact
+        se = float(gap.std()) / math.sqrt(n)
+        assert float(gap.mean()) >= -4 * se, (estimator, float(bound.mean()), float(exact.mean()), se)
+        accuracy = float((log_likelihood.argmax(1) == gold).double().mean())
+        assert r["acc"] == pytest.approx(accuracy, abs=1e-12) and accuracy >= 0.6, (estimator, accuracy)
+        assert r["bound"] == pytest.approx(float(bound.mean())) and r["gap"] == pytest.approx(float(gap.mean()))
