@@ -4,6 +4,7 @@ from mmengine.config import read_base
 
 with read_base():
     from opencompass.configs.datasets.math.math_gen_a58d9d import math_datasets
+
     from .models import models  # noqa: F401
 
 datasets = [

@@ -26,8 +26,16 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import (CONTINUED_K, SAMPLER_MODES, load_on_cpu, mean_spread, require_at_least_one,  # noqa: E402
-                               step_grid, trained, write_csv)
+from experiment_common import (  # noqa: E402
+    CONTINUED_K,
+    SAMPLER_MODES,
+    load_on_cpu,
+    mean_spread,
+    require_at_least_one,
+    step_grid,
+    trained,
+    write_csv,
+)
 from generate import generate  # noqa: E402
 from hmm_language import completion_metrics, source_of  # noqa: E402
 

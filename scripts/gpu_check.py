@@ -27,8 +27,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-from plan import (GIB, LLADA_1B, LLADA_TINY, Shape, activation_bytes, flops_per_token, loss_bytes,  # noqa: E402
-                  resident_memory, xdlm_step)
+from plan import (  # noqa: E402
+    GIB,
+    LLADA_1B,
+    LLADA_TINY,
+    Shape,
+    activation_bytes,
+    flops_per_token,
+    loss_bytes,
+    resident_memory,
+    xdlm_step,
+)
 
 K = 0.1  # the paper's XDLM mixing ratio
 # Dense bf16 peak TFLOP/s by device name, for MFU (SXM parts).

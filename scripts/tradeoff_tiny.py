@@ -28,9 +28,19 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import (cached, cached_nelbo, finite_float, held_out_prompts, load_on_cpu,  # noqa: E402
-                               refuse_other_settings, require_at_least_one, sample_entropy, step_grid, train_stage,
-                               write_csv)
+from experiment_common import (  # noqa: E402
+    cached,
+    cached_nelbo,
+    finite_float,
+    held_out_prompts,
+    load_on_cpu,
+    refuse_other_settings,
+    require_at_least_one,
+    sample_entropy,
+    step_grid,
+    train_stage,
+    write_csv,
+)
 from generate import generate  # noqa: E402
 
 # model -> the k it is trained with (0: LLaDA's masked loss, --training_method mdm)

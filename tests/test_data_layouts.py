@@ -18,7 +18,6 @@ import transformers
 import data
 import llada_cpt
 import model_config
-from helpers import ROOT
 from llada_format import LLADA_CONFIG, reference_forward
 from local_data import write_fineweb_like, write_jsonl
 from modeling_llada import LLaDAConfig, LLaDAModelLM

@@ -13,7 +13,6 @@ from mmengine.config import Config, ConfigDict
 from helpers import ROOT
 from opencompass_configs.benchmarks import BENCHMARKS
 
-
 GSM8K = [  # question, answer in GSM8K's format (the number after "#### ")
     ("A baker makes 12 loaves a day for 3 days and sells 30 of them. How many loaves are left?",
      "He makes 12 * 3 = <<12*3=36>>36 loaves.\n36 - 30 = <<36-30=6>>6 are left.\n#### 6"),

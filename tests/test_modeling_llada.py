@@ -11,7 +11,6 @@ from helpers import tiny_model as shared_tiny_model
 from llada_format import LLADA_CONFIG, reference_forward
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 
-
 # The shape these tests were written for: d_model 64, vocabulary 101 in 128 embeddings.
 tiny_model = functools.partial(shared_tiny_model, d_model=64, mlp_hidden_size=96, embedding_size=128)
 

@@ -260,8 +260,8 @@ def test_unreadable_or_empty_files_are_named(tmp_path, capsys):
 def run_zero_settings(ds_config, hidden_size):
     """The bucket sizes and overlap_comm a training run gets from a DeepSpeed config: the HF
     Trainer fills its "auto" entries (transformers' own code), then DeepSpeed reads the rest."""
-    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
     from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
     hf = HfTrainerDeepSpeedConfig(json.loads(json.dumps(ds_config)))
     hf.trainer_config_finalize(SimpleNamespace(get_warmup_steps=lambda n: 0),
