@@ -428,16 +428,17 @@ def is_out_of_space(error):
     return False
 
 
-def out_of_space_error(error, run_dir, doing):
-    """For a full disk: an OSError that says so, with the numbers needed to make room; else None."""
+def raise_if_out_of_space(error, run_dir, doing):
+    """For a full disk: raises an OSError that says so, with the numbers needed to make room (the
+    disk's error as its cause); else returns, and the caller re-raises the error."""
     if not is_out_of_space(error):
-        return None
+        return
     complete = [c for c in checkpoints_in(run_dir) if is_complete(c)]
     last = (f"the last checkpoint, {complete[-1]}, takes {folder_bytes(complete[-1])} bytes"
             if complete else "no checkpoint was saved before")
-    return OSError(errno.ENOSPC, f"no space left on the device of {run_dir} while {doing}: "
-                   f"{shutil.disk_usage(run_dir).free} bytes free; {last}. Make room (or lower --save_total_limit) "
-                   "and relaunch the same command: it resumes from the last complete checkpoint")
+    raise OSError(errno.ENOSPC, f"no space left on the device of {run_dir} while {doing}: "
+                  f"{shutil.disk_usage(run_dir).free} bytes free; {last}. Make room (or lower --save_total_limit) "
+                  "and relaunch the same command: it resumes from the last complete checkpoint") from error
 
 
 def folder_bytes(folder):
@@ -529,7 +530,8 @@ class CheckpointingMixin:
                 os.replace(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"), os.path.join(folder, CHECKPOINT_COMPLETE))
         except Exception as error:
             self._discard_unfinished_save(folder, error)
-            raise out_of_space_error(error, run_dir, f"saving {folder}") or error
+            raise_if_out_of_space(error, run_dir, f"saving {folder}")
+            raise
         finally:
             self.args.save_total_limit = limit
         if self.args.should_save:
@@ -556,7 +558,8 @@ class CheckpointingMixin:
             try:
                 self.save_final(with_lora, tokenizer)
             except Exception as error:
-                raise out_of_space_error(error, self.args.output_dir, "writing the final model") or error
+                raise_if_out_of_space(error, self.args.output_dir, "writing the final model")
+                raise
             return metrics
         logger.warning(f"{checkpoint} already reached --max_steps {self.args.max_steps}: nothing is trained; "
                        "its model is written as the final model (raise --max_steps to train on)")

@@ -96,7 +96,7 @@ def main(argv=None):
         prompts = torch.tensor(json.load(f))
     values = {}  # (method, k, mode, steps, metric) -> one value per seed
     bar = tqdm(total=len(models) * len(steps_grid) * len(MODES), desc="completions")
-    for method, seed, k, model_dir in models:
+    for method, _seed, k, model_dir in models:
         model = load_on_cpu(model_dir)
         for steps in steps_grid:
             exact = None

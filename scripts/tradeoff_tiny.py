@@ -158,7 +158,7 @@ def main(argv=None):
     for row, model_name, k in ROWS:
         model = load_on_cpu(dirs[model_name])
         for steps in grid:
-            def compute():
+            def compute(model=model, steps=steps, k=k):  # this iteration's values (cached calls it at once)
                 out = generate(model, prompts, steps=steps, gen_length=args.gen_length, block_length=args.gen_length,
                                k=k)
                 completion = out[:, args.prompt_length:]

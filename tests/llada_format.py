@@ -80,7 +80,7 @@ def reference_forward(sd, cfg, ids):
 
     x = w["model.transformer.wte.weight"][ids]
     for i in range(cfg["n_layers"]):
-        p = lambda n: w[f"model.transformer.blocks.{i}.{n}.weight"]  # noqa: E731
+        p = lambda n: w[f"model.transformer.blocks.{i}.{n}.weight"]  # noqa: E731, B023 (used in this iteration only)
         h = rms(x, p("attn_norm"))
         q, k, v = ((h @ p(n).T).view(*ids.shape, H, hd).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
         att = torch.softmax(rope(q) @ rope(k).transpose(-1, -2) / math.sqrt(hd), -1)
