@@ -8,6 +8,7 @@ with read_base():
     from .models import models  # noqa: F401
 
 datasets = [
-    {**d, "infer_cfg": {**d["infer_cfg"], "inferencer": {**d["infer_cfg"]["inferencer"], "stopping_criteria": ["Problem:"]}}}
+    {**d, "infer_cfg": {**d["infer_cfg"],
+                        "inferencer": {**d["infer_cfg"]["inferencer"], "stopping_criteria": ["Problem:"]}}}
     for d in math_datasets
 ]

@@ -161,7 +161,8 @@ def main(argv=None):
     ap.add_argument("--loss_L", type=int, help="L of the loss-alone comparison (default 4096; 128 with --tiny)")
     ap.add_argument("--loss_d", type=int, help="d of the loss-alone comparison (default 4096; 64 with --tiny)")
     ap.add_argument("--max_batch", type=int, help="the micro-batch search's ceiling (default 256; 2 with --tiny)")
-    ap.add_argument("--repeats", type=int, help="timed repeats of the step and of the loss alone (default 5; 1 with --tiny)")
+    ap.add_argument("--repeats", type=int,
+                    help="timed repeats of the step and of the loss alone (default 5; 1 with --tiny)")
     ap.add_argument("--peak_tflops", type=float, help="device's dense bf16 peak (default: by its name on GPUs)")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

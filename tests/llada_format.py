@@ -38,7 +38,8 @@ def llada_state_dict(cfg, seed=0):
     for i in range(cfg["n_layers"]):
         for name in BLOCK_WEIGHTS:
             shape = shapes[name]
-            w = 1 + 0.1 * torch.randn(shape, generator=g) if len(shape) == 1 else torch.randn(shape, generator=g) / shape[1] ** 0.5
+            w = (1 + 0.1 * torch.randn(shape, generator=g) if len(shape) == 1
+                 else torch.randn(shape, generator=g) / shape[1] ** 0.5)
             sd[f"model.transformer.blocks.{i}.{name}.weight"] = w
     return sd
 

@@ -181,7 +181,8 @@ def test_scale_logits_in_the_forward_and_the_samplers_scorer_match_the_reference
     from generate import _Scorer
 
     model = tiny_model(scale_logits=True, init_std=0.5)
-    cfg = {name: getattr(model.config, name) for name in ("d_model", "n_heads", "n_layers", "rms_norm_eps", "rope_theta")}
+    cfg = {name: getattr(model.config, name)
+           for name in ("d_model", "n_heads", "n_layers", "rms_norm_eps", "rope_theta")}
     ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(4))
     want = reference_forward(model.state_dict(), cfg, ids) / math.sqrt(cfg["d_model"])
     with torch.no_grad():

@@ -179,7 +179,8 @@ def _direct_float64(logits, z, x, alpha, k, m):
     B = a * N * px + b * k
     B_star = a * N + b * k
     w = rho / A_star
-    P = ((N - 1) / N) * torch.log(b * k) + torch.log(B_star) / N - torch.log(a[..., None] * N * p + b[..., None] * k).sum(-1) / N
+    P = (((N - 1) / N) * torch.log(b * k) + torch.log(B_star) / N
+         - torch.log(a[..., None] * N * p + b[..., None] * k).sum(-1) / N)
     return w * (N * ((z == x).double() - pz) / A - torch.log(A_star / A) / a + torch.log(B_star / B) + k * b / a * P)
 
 
