@@ -112,8 +112,9 @@ def check_source_is_not_destination(model_args, training_args):
             continue  # a hub name
         folder = os.path.realpath(source if os.path.isdir(source) else os.path.dirname(source))
         if folder == out or folder.startswith(out.rstrip(os.sep) + os.sep):
-            raise ValueError(f"--output_dir {training_args.output_dir} {'is' if folder == out else 'contains'} the folder of "
-                             f"--{flag} {source}: training would overwrite what it reads; give another --output_dir")
+            raise ValueError(f"--output_dir {training_args.output_dir} {'is' if folder == out else 'contains'} "
+                             f"the folder of --{flag} {source}: training would overwrite what it reads; "
+                             "give another --output_dir")
 
 
 LOCK_FILE = "run.lock"  # held (flock) by process 0 of the run that trains into the folder
@@ -216,8 +217,9 @@ def prepare_output_dir(training_args, identity):
                 logger.warning(f"--overwrite_output_dir: moved the previous run ({len(found)} checkpoints, "
                                f"{len(previous) - len(found)} other files and folders) to {moved}")
             elif incomplete:
-                logger.warning(f"{', '.join(incomplete)}: incomplete (no {CHECKPOINT_COMPLETE} file: the run stopped while "
-                               f"writing), not loaded; moved to {move_aside(incomplete, out, 'incomplete')}")
+                logger.warning(f"{', '.join(incomplete)}: incomplete (no {CHECKPOINT_COMPLETE} file: "
+                               "the run stopped while writing), not loaded; "
+                               f"moved to {move_aside(incomplete, out, 'incomplete')}")
     checkpoint = resume
     if not (resume or training_args.overwrite_output_dir):
         complete = [c for c in checkpoints_in(out) if is_complete(c)]
@@ -269,7 +271,8 @@ def way_past(checkpoint, explicit):
     aside = f"mv {checkpoint} {os.path.join(out, 'damaged-' + os.path.basename(checkpoint.rstrip(os.sep)))}"
     if earlier:
         return f"Move it aside (`{aside}`) and relaunch the same command: it resumes from {earlier[-1]}"
-    return f"There is no earlier complete checkpoint: move it aside (`{aside}`) or add --overwrite_output_dir, and relaunch"
+    return (f"There is no earlier complete checkpoint: move it aside (`{aside}`) or add --overwrite_output_dir, "
+            "and relaunch")
 
 
 # ---------------------------------------------------------------------------
@@ -391,9 +394,11 @@ def check_same_run(checkpoint, identity, world_size, explicit):
     path = os.path.join(checkpoint, RUN_FILE)
     if not os.path.isfile(path):
         if is_lora != identity["with_lora"]:
+            launch = "trains LoRA adapters (--with_lora)" if identity["with_lora"] else "trains full weights"
             raise ValueError(f"{checkpoint} holds {'LoRA adapters' if is_lora else 'full weights'} but this launch "
-                             f"{'trains LoRA adapters (--with_lora)' if identity['with_lora'] else 'trains full weights'}: {ways}")
-        logger.warning(f"{checkpoint} records no run settings (no {RUN_FILE}: an earlier version wrote it); not compared")
+                             f"{launch}: {ways}")
+        logger.warning(f"{checkpoint} records no run settings (no {RUN_FILE}: an earlier version wrote it); "
+                       "not compared")
         return
     with open(path) as f:
         recorded = json.load(f)
@@ -428,16 +433,17 @@ def is_out_of_space(error):
     return False
 
 
-def out_of_space_error(error, run_dir, doing):
-    """For a full disk: an OSError that says so, with the numbers needed to make room; else None."""
+def raise_if_out_of_space(error, run_dir, doing):
+    """For a full disk: raises an OSError that says so, with the numbers needed to make room (the
+    disk's error as its cause); else returns, and the caller re-raises the error."""
     if not is_out_of_space(error):
-        return None
+        return
     complete = [c for c in checkpoints_in(run_dir) if is_complete(c)]
     last = (f"the last checkpoint, {complete[-1]}, takes {folder_bytes(complete[-1])} bytes"
             if complete else "no checkpoint was saved before")
-    return OSError(errno.ENOSPC, f"no space left on the device of {run_dir} while {doing}: "
-                   f"{shutil.disk_usage(run_dir).free} bytes free; {last}. Make room (or lower --save_total_limit) "
-                   "and relaunch the same command: it resumes from the last complete checkpoint")
+    raise OSError(errno.ENOSPC, f"no space left on the device of {run_dir} while {doing}: "
+                  f"{shutil.disk_usage(run_dir).free} bytes free; {last}. Make room (or lower --save_total_limit) "
+                  "and relaunch the same command: it resumes from the last complete checkpoint") from error
 
 
 def folder_bytes(folder):
@@ -526,10 +532,12 @@ class CheckpointingMixin:
                     f.write(f"{self.state.global_step}\n")
                     f.flush()
                     os.fsync(f.fileno())
-                os.replace(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"), os.path.join(folder, CHECKPOINT_COMPLETE))
+                os.replace(os.path.join(folder, CHECKPOINT_COMPLETE + ".tmp"),
+                           os.path.join(folder, CHECKPOINT_COMPLETE))
         except Exception as error:
             self._discard_unfinished_save(folder, error)
-            raise out_of_space_error(error, run_dir, f"saving {folder}") or error
+            raise_if_out_of_space(error, run_dir, f"saving {folder}")
+            raise
         finally:
             self.args.save_total_limit = limit
         if self.args.should_save:
@@ -541,8 +549,9 @@ class CheckpointingMixin:
         relaunch does not keep it (and, on a full disk, fill the disk again at its next save)."""
         if os.path.isdir(folder) and not is_complete(folder):
             shutil.rmtree(folder, ignore_errors=True)
-            logger.error(f"removed {folder}: the save of step {self.state.global_step} failed ({type(error).__name__}), "
-                         f"and a folder without its {CHECKPOINT_COMPLETE} file is our unfinished write, not a checkpoint")
+            logger.error(f"removed {folder}: the save of step {self.state.global_step} failed "
+                         f"({type(error).__name__}), and a folder without its {CHECKPOINT_COMPLETE} file "
+                         "is our unfinished write, not a checkpoint")
 
     def train_and_save(self, checkpoint, with_lora, tokenizer):
         """Train from `checkpoint` (None: from the start) to --max_steps and write the final
@@ -556,7 +565,8 @@ class CheckpointingMixin:
             try:
                 self.save_final(with_lora, tokenizer)
             except Exception as error:
-                raise out_of_space_error(error, self.args.output_dir, "writing the final model") or error
+                raise_if_out_of_space(error, self.args.output_dir, "writing the final model")
+                raise
             return metrics
         logger.warning(f"{checkpoint} already reached --max_steps {self.args.max_steps}: nothing is trained; "
                        "its model is written as the final model (raise --max_steps to train on)")

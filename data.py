@@ -37,7 +37,8 @@ def arrow_cache_files(folder, config_name):
     (CONFIG/VERSION/HASH/ with dataset_info.json and NAME-SPLIT[-00000-of-0000N].arrow, what
     load_dataset leaves in HF_DATASETS_CACHE), else None. load_dataset cannot read that layout back
     by path: it treats the folder as data files of a config 'default'."""
-    builds = [os.path.dirname(p) for p in glob.glob(os.path.join(glob.escape(folder), "*", "*", "*", "dataset_info.json"))
+    builds = [os.path.dirname(p)
+              for p in glob.glob(os.path.join(glob.escape(folder), "*", "*", "*", "dataset_info.json"))
               if not p.split(os.sep)[-2].endswith(".incomplete")]  # an interrupted build
     if not builds:
         return None
@@ -49,12 +50,14 @@ def arrow_cache_files(folder, config_name):
                          f"one of its configs ({', '.join(configs)}), got {config_name!r}")
     builds = sorted((b for b in builds if b.split(os.sep)[-3] == config_name), key=os.path.getmtime)
     if len(builds) > 1:
-        logger.warning(f"{len(builds)} cached builds of config {config_name!r} in {folder}; using the newest, {builds[-1]}")
+        logger.warning(f"{len(builds)} cached builds of config {config_name!r} in {folder}; "
+                       f"using the newest, {builds[-1]}")
     with open(os.path.join(builds[-1], "dataset_info.json")) as f:
         splits = json.load(f).get("splits") or {}
     files = {}
     for split in splits:
-        shards = [os.path.join(glob.escape(builds[-1]), f"*-{split}{tail}") for tail in (".arrow", "-[0-9]*-of-[0-9]*.arrow")]
+        shards = [os.path.join(glob.escape(builds[-1]), f"*-{split}{tail}")
+                  for tail in (".arrow", "-[0-9]*-of-[0-9]*.arrow")]
         files[split] = sorted(chain.from_iterable(glob.glob(pattern) for pattern in shards))
         if not files[split]:
             raise ValueError(f"the Arrow cache {builds[-1]} lists split {split!r} but holds no .arrow file of it")
@@ -66,8 +69,9 @@ def load_local_dataset(folder, data_args):
     from the same files with --streaming); a hub snapshot goes to load_dataset as a hub name would."""
     files = arrow_cache_files(folder, data_args.dataset_config_name)
     if files is not None:
-        raw = datasets.DatasetDict({split: datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in shards])
-                                    for split, shards in files.items()})
+        raw = datasets.DatasetDict(
+            {split: datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in shards])
+             for split, shards in files.items()})
         if data_args.streaming:
             raw = datasets.IterableDatasetDict({split: ds.to_iterable_dataset(num_shards=len(files[split]))
                                                 for split, ds in raw.items()})
@@ -75,12 +79,13 @@ def load_local_dataset(folder, data_args):
     if _readme_declares_configs(folder):
         return None  # load_dataset reads the configs (e.g. sample-10BT -> sample/10BT/*) from the README
     if not any(builder_for(name) for _, _, names in os.walk(folder) for name in names):
-        raise ValueError(f"--dataset_name {folder} is a local folder in neither layout accepted: {LOCAL_DATASET_LAYOUTS}")
+        raise ValueError(f"--dataset_name {folder} is a local folder in neither layout accepted: "
+                         f"{LOCAL_DATASET_LAYOUTS}")
     if data_args.dataset_config_name:
         # load_dataset would take every data file as one config 'default' and fail on the name
-        raise ValueError(f"--dataset_name {folder} holds data files but no README.md whose YAML header lists `configs`, "
-                         f"so no config {data_args.dataset_config_name!r}: download the dataset card with the data "
-                         "(hf download ... --include README.md) or leave out --dataset_config_name")
+        raise ValueError(f"--dataset_name {folder} holds data files but no README.md whose YAML header lists "
+                         f"`configs`, so no config {data_args.dataset_config_name!r}: download the dataset card with "
+                         "the data (hf download ... --include README.md) or leave out --dataset_config_name")
     return None
 
 
@@ -113,7 +118,8 @@ def load_raw_datasets(data_args, model_args, seed, need_validation):
             files["validation"] = data_args.validation_file
         builders = {builder_for(f) for f in files.values()}
         if len(builders) > 1:
-            raise ValueError(f"--train_file and --validation_file must have the same format, got {sorted(files.values())}")
+            raise ValueError("--train_file and --validation_file must have the same format, "
+                             f"got {sorted(files.values())}")
         builder = builders.pop()
         try:
             raw = datasets.load_dataset(builder, data_files=files, **hub)
@@ -167,11 +173,12 @@ def check_text_columns(ds, columns, source):
         values = ds.data.column(col)
         if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
             row = 0 if pa.types.is_null(values.type) else pc.index(pc.is_valid(values), True).as_py()
-            raise ValueError(f"{source}: row {row + 1} (counting from 1), column {col!r}: expected text (a string), got "
-                             f"{values[row].as_py()!r} (the column holds {values.type} values)")
+            raise ValueError(f"{source}: row {row + 1} (counting from 1), column {col!r}: expected text (a string), "
+                             f"got {values[row].as_py()!r} (the column holds {values.type} values)")
         if values.null_count:
             row = pc.index(pc.is_null(values), True).as_py()
-            raise ValueError(f"{source}: row {row + 1} (counting from 1), column {col!r}: expected text (a string), got null")
+            raise ValueError(f"{source}: row {row + 1} (counting from 1), column {col!r}: expected text (a string), "
+                             "got null")
 
 
 def json_kind(value):
@@ -249,14 +256,16 @@ def tokenize_and_pack(raw, tokenizer, data_args, block_size, training_args):
             fn = lambda batch, col=read[0]: pack_texts(batch, tokenizer, col, block_size, eos)  # noqa: E731
         kwargs = dict(batched=True, remove_columns=columns)
         if not data_args.streaming:
-            kwargs.update(num_proc=data_args.preprocessing_num_workers, load_from_cache_file=not data_args.overwrite_cache,
+            kwargs.update(num_proc=data_args.preprocessing_num_workers,
+                          load_from_cache_file=not data_args.overwrite_cache,
                           desc=f"Tokenizing and packing {split} into blocks of {block_size}")
         with training_args.main_process_first(desc="tokenizing"):
             out[split] = ds.map(fn, **kwargs)
         if data_args.prompt_column and not data_args.streaming:
             dropped = len(ds) - len(out[split])  # pair_blocks keeps one row per pair it does not drop
             log = logger.warning if dropped else logger.info
-            log(f"{split}: dropped {dropped} of {len(ds)} (prompt, answer) pairs whose prompt fills --block_size {block_size}")
+            log(f"{split}: dropped {dropped} of {len(ds)} (prompt, answer) pairs "
+                f"whose prompt fills --block_size {block_size}")
     return out
 
 
@@ -288,7 +297,8 @@ def pair_blocks(batch, tokenizer, data_args, block_size, eos, log_drops=False):
         prompt_mask.append([1] * len(p) + [0] * (block_size - len(p)))
     dropped = len(prompts) - len(input_ids)
     if log_drops and dropped:
-        logger.warning(f"dropped {dropped} of {len(prompts)} (prompt, answer) pairs of a batch whose prompt fills --block_size {block_size}")
+        logger.warning(f"dropped {dropped} of {len(prompts)} (prompt, answer) pairs of a batch "
+                       f"whose prompt fills --block_size {block_size}")
     return {"input_ids": input_ids, "prompt_mask": prompt_mask}
 
 
@@ -316,7 +326,8 @@ def training_and_validation_blocks(data_args, model_args, tokenizer, block_size,
             logger.info(f"{len(train_dataset)} training blocks of {block_size} tokens (from {len(raw['train'])} rows)")
     if training_args.do_eval:
         if "validation" not in blocks:
-            raise ValueError("--do_eval needs a validation split, --validation_file or --validation_split_percentage > 0")
+            raise ValueError("--do_eval needs a validation split, --validation_file "
+                             "or --validation_split_percentage > 0")
         eval_dataset = blocks["validation"]
         if data_args.max_eval_samples is not None and not data_args.streaming:
             # A random sample, the same for every run (seed 0, not --seed): the first blocks

@@ -60,20 +60,28 @@ def finite(x):
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Checkpoint to continue from; omit to train from scratch (needs --config_name)."})
+    model_name_or_path: Optional[str] = field(default=None, metadata={
+        "help": "Checkpoint to continue from; omit to train from scratch (needs --config_name)."})
     config_name: Optional[str] = field(default=None, metadata={"help": "Config name or path, if not the model's."})
-    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer name or path, if not the model's."})
+    tokenizer_name: Optional[str] = field(default=None, metadata={
+        "help": "Tokenizer name or path, if not the model's."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where hub downloads are cached."})
     model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
     token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models or datasets."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow hub code for tokenizers/configs of non-LLaDA models, and for --model_implementation remote."})
-    model_implementation: str = field(default="native", metadata={"help": "'native': this repository's LLaDA model for model_type llada. 'remote': the checkpoint's own code (needs --trust_remote_code True)."})
-    torch_dtype: Optional[str] = field(default=None, metadata={"help": "Load weights in this dtype: auto (the checkpoint's), bfloat16, float16 or float32. Default: float32, or bfloat16/float16 under DeepSpeed with --bf16/--fp16 (DeepSpeed keeps float32 master weights)."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Allow hub code for tokenizers/configs of non-LLaDA models, and for --model_implementation remote."})
+    model_implementation: str = field(default="native", metadata={
+        "help": "'native': this repository's LLaDA model for model_type llada. "
+                "'remote': the checkpoint's own code (needs --trust_remote_code True)."})
+    torch_dtype: Optional[str] = field(default=None, metadata={
+        "help": "Load weights in this dtype: auto (the checkpoint's), bfloat16, float16 or float32. Default: float32, "
+                "or bfloat16/float16 under DeepSpeed with --bf16/--fp16 (DeepSpeed keeps float32 master weights)."})
     with_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(default=",".join(LORA_MODULES), metadata={"help": "Comma-separated LLaDA block modules that get adapters."})
+    lora_target_modules: str = field(default=",".join(LORA_MODULES), metadata={
+        "help": "Comma-separated LLaDA block modules that get adapters."})
 
     def __post_init__(self):
         if self.torch_dtype not in (None, "auto", "bfloat16", "float16", "float32"):
@@ -81,17 +89,20 @@ class ModelArguments:
         if self.model_implementation not in ("native", "remote"):
             raise ValueError(f"--model_implementation must be 'native' or 'remote', got {self.model_implementation!r}")
         if self.model_implementation == "remote" and not self.trust_remote_code:
-            raise ValueError("--model_implementation remote runs the checkpoint's own code: add --trust_remote_code True")
+            raise ValueError("--model_implementation remote runs the checkpoint's own code: "
+                             "add --trust_remote_code True")
         if not (self.model_name_or_path or self.config_name):
             raise ValueError("give --model_name_or_path (continue a checkpoint) or --config_name (train from scratch)")
         if not (self.tokenizer_name or self.model_name_or_path):
             raise ValueError("give --tokenizer_name when training from scratch with --config_name")
         require(self.lora_r >= 1, "lora_r", self.lora_r, "at least 1")
         require(finite(self.lora_alpha) and self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "positive")
-        require(finite(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "in [0, 1)")
+        require(finite(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout,
+                "in [0, 1)")
         unknown = sorted(set(self.lora_targets) - set(LORA_MODULES))
         if self.with_lora and (unknown or not self.lora_targets):
-            raise ValueError(f"--lora_target_modules must be a comma-separated subset of {', '.join(LORA_MODULES)}, got {self.lora_target_modules!r}")
+            raise ValueError(f"--lora_target_modules must be a comma-separated subset of {', '.join(LORA_MODULES)}, "
+                             f"got {self.lora_target_modules!r}")
 
     @property
     def lora_targets(self):
@@ -101,20 +112,35 @@ class ModelArguments:
 @dataclass
 class DataTrainingArguments:
     dataset_name: Optional[str] = field(default=None, metadata={"help": "Hub dataset name or local dataset folder."})
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Dataset configuration, e.g. sample-10BT."})
+    dataset_config_name: Optional[str] = field(default=None, metadata={
+        "help": "Dataset configuration, e.g. sample-10BT."})
     train_file: Optional[str] = field(default=None, metadata={"help": f"Local training file: {LOCAL_FILE_FORMATS}."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Local validation file, same formats."})
-    validation_split_percentage: int = field(default=5, metadata={"help": "Percent of train cut out for validation when there is no validation split, with or without --do_eval, so that the training data does not depend on it (streaming: --max_eval_samples texts are held out instead); 0: none."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": f"Cap on validation blocks, a seeded random sample of them (streaming without a validation split: the texts held out from the stream's start, with or without --do_eval, default {STREAMED_VALIDATION_TEXTS})."})
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Cap on training blocks (non-streaming)."})
+    validation_split_percentage: int = field(default=5, metadata={
+        "help": "Percent of train cut out for validation when there is no validation split, with or without "
+                "--do_eval, so that the training data does not depend on it (streaming: --max_eval_samples texts "
+                "are held out instead); 0: none."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={
+        "help": "Cap on validation blocks, a seeded random sample of them (streaming without a validation split: "
+                "the texts held out from the stream's start, with or without --do_eval, "
+                f"default {STREAMED_VALIDATION_TEXTS})."})
+    max_train_samples: Optional[int] = field(default=None, metadata={
+        "help": "Cap on training blocks (non-streaming)."})
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it whole."})
-    block_size: Optional[int] = field(default=None, metadata={"help": "Training sequence length; texts are packed into blocks of this many tokens. Default: min(model max, 4096)."})
-    text_column: Optional[str] = field(default=None, metadata={"help": "Text column (default: 'text', else the only column)."})
-    prompt_column: Optional[str] = field(default=None, metadata={"help": "Conditional data: the prompt column; prompt tokens are never noised and carry no loss."})
+    block_size: Optional[int] = field(default=None, metadata={
+        "help": "Training sequence length; texts are packed into blocks of this many tokens. "
+                "Default: min(model max, 4096)."})
+    text_column: Optional[str] = field(default=None, metadata={
+        "help": "Text column (default: 'text', else the only column)."})
+    prompt_column: Optional[str] = field(default=None, metadata={
+        "help": "Conditional data: the prompt column; prompt tokens are never noised and carry no loss."})
     answer_column: str = field(default="answer", metadata={"help": "Conditional data: the answer column."})
-    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization (non-streaming; streamed data is tokenized in the dataloader workers)."})
+    preprocessing_num_workers: Optional[int] = field(default=None, metadata={
+        "help": "Processes for tokenization (non-streaming; streamed data is tokenized in the dataloader workers)."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute cached tokenization."})
-    shuffle_buffer_size: Optional[int] = field(default=None, metadata={"help": "--streaming: the training blocks pass through a shuffle buffer of this many, seeded with --seed (default 10000; 1 keeps the stream's order). Other data is shuffled by the Trainer."})
+    shuffle_buffer_size: Optional[int] = field(default=None, metadata={
+        "help": "--streaming: the training blocks pass through a shuffle buffer of this many, seeded with --seed "
+                "(default 10000; 1 keeps the stream's order). Other data is shuffled by the Trainer."})
 
     def __post_init__(self):
         if not (self.dataset_name or self.train_file):
@@ -136,7 +162,8 @@ class DataTrainingArguments:
         if self.block_size is not None and self.block_size < 2:
             raise ValueError(f"--block_size must be at least 2, got {self.block_size}")
         if self.shuffle_buffer_size is not None and not self.streaming:
-            raise ValueError("--shuffle_buffer_size applies to --streaming only (other data is shuffled by the Trainer)")
+            raise ValueError("--shuffle_buffer_size applies to --streaming only "
+                             "(other data is shuffled by the Trainer)")
         if self.streaming and self.shuffle_buffer_size is None:
             self.shuffle_buffer_size = 10000
         if self.streaming and self.shuffle_buffer_size < 1:
@@ -145,13 +172,24 @@ class DataTrainingArguments:
 
 @dataclass
 class XDLMArguments:
-    training_method: str = field(default="xdm", metadata={"help": "; ".join(f"{name}: {o.help}" for name, o in OBJECTIVES.items())})
-    xdlm_k: Optional[float] = field(default=None, metadata={"help": "XDLM mixing ratio k in [0, 1] (default 0.1): 0 is masking only, 1 uniform noise only. xdm only."})
-    mask_token_id: Optional[int] = field(default=None, metadata={"help": "Mask id; default: from the model config and tokenizer (LLaDA: 126336)."})
-    fused_loss: Optional[bool] = field(default=None, metadata={"help": "/".join(n for n, o in OBJECTIVES.items() if o.fused_loss_applies) + " with the native model: compute the output head and the loss together in chunks, never holding the [B, L, N] logits (same loss, a fraction of the memory). Default: on wherever it applies."})
-    stratified_t: bool = field(default=True, metadata={"help": "Spread the mask rates of each optimizer batch (all ranks and accumulation steps) evenly over [eps, 1] (lower loss variance, same expectation)."})
-    eval_mask_rates: int = field(default=8, metadata={"help": "--do_eval estimates the NELBO on a fixed grid of this many mask rates."})
-    plot_loss: bool = field(default=True, metadata={"help": f"Write output_dir/loss_curve.png after training: the logged losses, their running mean over {LOSS_CURVE_WINDOW} logged steps, and the validation loss with --do_eval."})
+    training_method: str = field(default="xdm", metadata={
+        "help": "; ".join(f"{name}: {o.help}" for name, o in OBJECTIVES.items())})
+    xdlm_k: Optional[float] = field(default=None, metadata={
+        "help": "XDLM mixing ratio k in [0, 1] (default 0.1): 0 is masking only, 1 uniform noise only. xdm only."})
+    mask_token_id: Optional[int] = field(default=None, metadata={
+        "help": "Mask id; default: from the model config and tokenizer (LLaDA: 126336)."})
+    fused_loss: Optional[bool] = field(default=None, metadata={
+        "help": "/".join(n for n, o in OBJECTIVES.items() if o.fused_loss_applies)
+                + " with the native model: compute the output head and the loss together in chunks, never holding "
+                  "the [B, L, N] logits (same loss, a fraction of the memory). Default: on wherever it applies."})
+    stratified_t: bool = field(default=True, metadata={
+        "help": "Spread the mask rates of each optimizer batch (all ranks and accumulation steps) evenly over "
+                "[eps, 1] (lower loss variance, same expectation)."})
+    eval_mask_rates: int = field(default=8, metadata={
+        "help": "--do_eval estimates the NELBO on a fixed grid of this many mask rates."})
+    plot_loss: bool = field(default=True, metadata={
+        "help": "Write output_dir/loss_curve.png after training: the logged losses, their running mean over "
+                f"{LOSS_CURVE_WINDOW} logged steps, and the validation loss with --do_eval."})
 
     def __post_init__(self):
         if self.training_method not in OBJECTIVES:
@@ -180,10 +218,18 @@ class XDLMArguments:
 @dataclass
 class XDLMTrainingArguments(TrainingArguments):
     """The Trainer's arguments, with this script's defaults and checks."""
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh: the previous run in output_dir (its checkpoint-* folders, final model and records) is moved to output_dir/previous-<time>/ before anything trains (nothing is deleted). Without it, training resumes from the last complete checkpoint."})
-    use_cpu: Optional[bool] = field(default=None, metadata={"help": "Train on the CPU. Default: True when no GPU is visible (only then do DeepSpeed and the Trainer agree on the world size)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: the loss reads the prompt_mask data column."})
-    logging_nan_inf_filter: bool = field(default=False, metadata={"help": "Must stay False: losses are logged as they are, and training stops at the first non-finite loss or gradient norm."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Start afresh: the previous run in output_dir (its checkpoint-* folders, final model and records) is "
+                "moved to output_dir/previous-<time>/ before anything trains (nothing is deleted). Without it, "
+                "training resumes from the last complete checkpoint."})
+    use_cpu: Optional[bool] = field(default=None, metadata={
+        "help": "Train on the CPU. Default: True when no GPU is visible (only then do DeepSpeed and the Trainer "
+                "agree on the world size)."})
+    remove_unused_columns: bool = field(default=False, metadata={
+        "help": "Must stay False: the loss reads the prompt_mask data column."})
+    logging_nan_inf_filter: bool = field(default=False, metadata={
+        "help": "Must stay False: losses are logged as they are, and training stops at the first non-finite loss "
+                "or gradient norm."})
 
     def __post_init__(self):
         if self.use_cpu is None:
@@ -191,7 +237,8 @@ class XDLMTrainingArguments(TrainingArguments):
         if self.remove_unused_columns:
             raise ValueError("--remove_unused_columns must be False: the loss reads the prompt_mask data column")
         if self.logging_nan_inf_filter:
-            raise ValueError("--logging_nan_inf_filter must be False: a non-finite loss stops the run instead of being hidden")
+            raise ValueError("--logging_nan_inf_filter must be False: "
+                             "a non-finite loss stops the run instead of being hidden")
         if self.overwrite_output_dir and not self.do_train:
             raise ValueError("--overwrite_output_dir only matters with --do_train")
         self.check_ranges()
@@ -201,24 +248,30 @@ class XDLMTrainingArguments(TrainingArguments):
         """The numeric settings the Trainer would accept silently or fail on late (max_steps 0 trains
         one step, a negative one trains whole epochs, nan turns clipping off)."""
         require(self.max_steps == -1 or self.max_steps >= 1, "max_steps", self.max_steps,
-                "a positive number of optimizer steps, or -1 (the Trainer's value for 'train --num_train_epochs epochs')")
+                "a positive number of optimizer steps, "
+                "or -1 (the Trainer's value for 'train --num_train_epochs epochs')")
         if self.max_steps == -1:
             require(finite(self.num_train_epochs) and self.num_train_epochs > 0, "num_train_epochs",
                     self.num_train_epochs, "positive when --max_steps is -1")
-        require(finite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "a positive number")
+        require(finite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate,
+                "a positive number")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             require(getattr(self, name) >= 1, name, getattr(self, name), "at least 1")
         require(finite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm,
                 "a number >= 0 (0: no clipping)")
-        require(finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        require(finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay,
+                "a number >= 0")
         require(finite(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", self.warmup_steps,
                 "a number >= 0 (below 1: a fraction of the steps)")
         for name in ("adam_beta1", "adam_beta2"):
-            require(finite(getattr(self, name)) and 0 <= getattr(self, name) < 1, name, getattr(self, name), "in [0, 1)")
-        require(finite(self.adam_epsilon) and self.adam_epsilon > 0, "adam_epsilon", self.adam_epsilon, "a positive number")
+            require(finite(getattr(self, name)) and 0 <= getattr(self, name) < 1, name, getattr(self, name),
+                    "in [0, 1)")
+        require(finite(self.adam_epsilon) and self.adam_epsilon > 0, "adam_epsilon", self.adam_epsilon,
+                "a positive number")
         for name in ("logging_steps", "save_steps", "eval_steps"):
             value = getattr(self, name)
-            require(value is None or (finite(value) and value > 0), name, value, "positive (below 1: a fraction of the steps)")
+            require(value is None or (finite(value) and value > 0), name, value,
+                    "positive (below 1: a fraction of the steps)")
         require(self.dataloader_num_workers >= 0, "dataloader_num_workers", self.dataloader_num_workers, "at least 0")
         require(self.save_total_limit is None or self.save_total_limit >= 1, "save_total_limit", self.save_total_limit,
                 "at least 1 (or left out: keep every checkpoint)")
@@ -317,7 +370,8 @@ def load_config_and_tokenizer(model_args, data_args, xdlm_args):
     if model_max and block_size > model_max:
         raise ValueError(f"--block_size {block_size} exceeds the model's maximum sequence length {model_max}")
     if len(tokenizer) > model_vocab_size(config):
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model only {model_vocab_size(config)} embeddings")
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens "
+                         f"but the model only {model_vocab_size(config)} embeddings")
     return config, tokenizer, mask_id, block_size
 
 
@@ -345,9 +399,11 @@ def load_model(model_args, config, training_method, training_args):
         if native:
             model = LLaDAModelLM.from_pretrained(model_args.model_name_or_path, **kwargs)
         else:
-            model = AutoModel.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **kwargs)
+            model = AutoModel.from_pretrained(model_args.model_name_or_path,
+                                              trust_remote_code=model_args.trust_remote_code, **kwargs)
     else:
-        model = LLaDAModelLM(config) if native else AutoModel.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        model = (LLaDAModelLM(config) if native
+                 else AutoModel.from_config(config, trust_remote_code=model_args.trust_remote_code))
         if model_args.torch_dtype:  # ("auto" is refused from scratch: check_flag_combinations)
             model = model.to(dtype)
         n = sum(p.numel() for p in model.parameters())
@@ -401,7 +457,8 @@ def train_and_evaluate(model_args, data_args, xdlm_args, training_args):
     set_seed(training_args.seed)
 
     config, tokenizer, mask_id, block_size = load_config_and_tokenizer(model_args, data_args, xdlm_args)
-    train_dataset, eval_dataset = training_and_validation_blocks(data_args, model_args, tokenizer, block_size, training_args)
+    train_dataset, eval_dataset = training_and_validation_blocks(data_args, model_args, tokenizer, block_size,
+                                                                 training_args)
     model = load_model(model_args, config, xdlm_args.training_method, training_args)
     trainer = XDLMTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, data_collator=default_data_collator, xdlm_args=xdlm_args,

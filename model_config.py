@@ -72,12 +72,14 @@ def check_remote_code(name, config_dict):
     auto_map = config_dict.get("auto_map") or {}
     if not (auto_map.get("AutoConfig") and (auto_map.get("AutoModel") or auto_map.get("AutoModelForCausalLM"))):
         raise ValueError(f"--model_implementation remote runs the checkpoint's own code, but {name}'s config has no "
-                         "auto_map for AutoConfig and AutoModel (no code ships with it); use --model_implementation native")
+                         "auto_map for AutoConfig and AutoModel (no code ships with it); "
+                         "use --model_implementation native")
     if os.path.isdir(name):
         for module_file in code_files(auto_map):
             if not os.path.isfile(os.path.join(name, module_file)):
-                raise ValueError(f"--model_implementation remote: {name}'s config points at {module_file}, which is not "
-                                 "in the folder; copy the checkpoint's code files there or use --model_implementation native")
+                raise ValueError(f"--model_implementation remote: {name}'s config points at {module_file}, "
+                                 "which is not in the folder; copy the checkpoint's code files there "
+                                 "or use --model_implementation native")
 
 
 def code_files(auto_map):
@@ -130,7 +132,8 @@ def resolve_mask_id(config, tokenizer, override):
              "the tokenizer's mask token": tokenizer.mask_token_id}
     found = {k: v for k, v in found.items() if v is not None}
     if not found:
-        raise ValueError("no mask token id: the model config has no mask_token_id and the tokenizer no mask token; pass --mask_token_id")
+        raise ValueError("no mask token id: the model config has no mask_token_id and the tokenizer no mask token; "
+                         "pass --mask_token_id")
     source, mask_id = next(iter(found.items()))
     others = {k: v for k, v in found.items() if v != mask_id}
     if others and override is None:

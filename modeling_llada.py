@@ -97,9 +97,11 @@ class LLaDAConfig(PretrainedConfig):
         supported = dict(block_type="llama", activation_type="silu", layer_norm_type="rms", rope=True, alibi=False)
         for name, value in supported.items():
             if getattr(self, name) != value:
-                raise ValueError(f"LLaDAConfig.{name}={getattr(self, name)!r} is not supported; this model implements {name}={value!r}")
+                raise ValueError(f"LLaDAConfig.{name}={getattr(self, name)!r} is not supported; "
+                                 f"this model implements {name}={value!r}")
         if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
-            raise ValueError(f"d_model ({d_model}) must divide by n_heads ({n_heads}), and n_heads by n_kv_heads ({self.n_kv_heads})")
+            raise ValueError(f"d_model ({d_model}) must divide by n_heads ({n_heads}), "
+                             f"and n_heads by n_kv_heads ({self.n_kv_heads})")
 
     @property
     def max_position_embeddings(self):
@@ -173,8 +175,10 @@ class LLaDABlock(GradientCheckpointingLayer):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self, k, v)
-        if flash_attn_func is not None and attn_mask is None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-            out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal).transpose(1, 2)
+        if (flash_attn_func is not None and attn_mask is None and q.is_cuda
+                and q.dtype in (torch.float16, torch.bfloat16)):
+            out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                  causal=causal).transpose(1, 2)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal and attn_mask is None,
                                                  enable_gqa=self.n_kv_heads != self.n_heads)
@@ -262,7 +266,8 @@ class LLaDAModelLM(PreTrainedModel):
         causal = self.config.causal if causal is None else causal
         B, L = input_ids.shape
         if L > self.config.max_sequence_length:
-            raise ValueError(f"sequence length {L} exceeds the model's max_sequence_length {self.config.max_sequence_length}")
+            raise ValueError(f"sequence length {L} exceeds the model's max_sequence_length "
+                             f"{self.config.max_sequence_length}")
         if cache is not None and causal:
             raise ValueError("a KVCache is for the bidirectional model (causal=False)")
         attn_mask = keep = None

@@ -85,7 +85,7 @@ class DiffusionLM(BaseModel):
         if max_out_len > gen_length and not self.warned_max_out_len:
             # The sampler writes exactly gen_length tokens (the paper's protocol): say so once.
             warnings.warn(f"max_out_len ({max_out_len}) exceeds the model's gen_length ({gen_length}): "
-                          f"completions have {gen_length} tokens")
+                          f"completions have {gen_length} tokens", stacklevel=2)
             self.warned_max_out_len = True
         return complete(self.model, self.tokenizer, inputs, self.settings, self.max_seq_len,
                         stop_words=[stopping_criteria] * len(inputs), max_new_tokens=[max_out_len] * len(inputs))
@@ -111,7 +111,7 @@ class DiffusionLM(BaseModel):
         if self.estimator_settings["cfg"] and any(not context for context, _ in requests) and not self.warned_cfg:
             # Guidance masks the context; with none, the guided logits are the conditional ones.
             warnings.warn(f"cfg={self.estimator_settings['cfg']} has no effect on a text scored without context "
-                          "(get_ppl without mask_length scores the whole text)")
+                          "(get_ppl without mask_length scores the whole text)", stacklevel=2)
             self.warned_cfg = True
         estimates = estimate(self.model, requests, **self.estimator_settings)
         return np.array([-e.log_likelihood / len(answer) for e, (_, answer) in zip(estimates, requests)])

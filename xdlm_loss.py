@@ -118,7 +118,8 @@ def corrupt(clean_ids, alpha_t, k, mask_id, vocab_size, generator=None, prompt_m
         raise ValueError(f"clean_ids must have shape [B, L], got {tuple(clean_ids.shape)}")
     _check_alpha(alpha_t, clean_ids.shape[0])
     if prompt_mask is not None and (prompt_mask.shape != clean_ids.shape or prompt_mask.dtype != torch.bool):
-        raise ValueError(f"prompt_mask must be a bool tensor of shape {tuple(clean_ids.shape)}, got {prompt_mask.dtype} {tuple(prompt_mask.shape)}")
+        raise ValueError(f"prompt_mask must be a bool tensor of shape {tuple(clean_ids.shape)}, "
+                         f"got {prompt_mask.dtype} {tuple(prompt_mask.shape)}")
     alpha = alpha_t.to(torch.float64)[:, None]
     u = torch.rand(clean_ids.shape, generator=generator, device=clean_ids.device, dtype=torch.float64)
     random_ids = torch.randint(0, vocab_size, clean_ids.shape, generator=generator, device=clean_ids.device)

@@ -46,7 +46,8 @@ def diffusion_loss_sums(trainer, model, input_ids, prompt_mask, training):
     for j in range(G):
         rate = (1 - MASK_RATE_EPS) * (j + 0.5) / G + MASK_RATE_EPS
         p_mask = torch.full((input_ids.shape[0],), rate, device=input_ids.device)
-        sums = sums + trainer.noised_loss(model, input_ids, prompt_mask, p_mask, trainer.eval_generator, per_sample=True) / G
+        sums = sums + trainer.noised_loss(model, input_ids, prompt_mask, p_mask, trainer.eval_generator,
+                                          per_sample=True) / G
     return sums, positions
 
 

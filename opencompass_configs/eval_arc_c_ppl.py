@@ -8,4 +8,5 @@ from mmengine.config import read_base
 
 with read_base():
     from opencompass.configs.datasets.ARC_c.ARC_c_ppl_d52a21 import ARC_c_datasets as datasets  # noqa: F401
+
     from .models import likelihood_models as models  # noqa: F401

@@ -7,6 +7,7 @@ from mmengine.config import read_base
 with read_base():
     from opencompass.configs.datasets.bbh.bbh_gen_ee62e9 import bbh_datasets, bbh_free_form_sets
     from opencompass.configs.summarizers.groups.bbh import bbh_summary_groups
+
     from .models import models  # noqa: F401
 
 datasets = [

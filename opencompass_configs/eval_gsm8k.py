@@ -5,6 +5,7 @@ from mmengine.config import read_base
 
 with read_base():
     from opencompass.configs.datasets.gsm8k.gsm8k_gen_17d0dc import gsm8k_datasets
+
     from .models import models  # noqa: F401
 
 datasets = [

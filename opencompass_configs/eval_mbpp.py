@@ -5,6 +5,7 @@ from mmengine.config import read_base
 
 with read_base():
     from opencompass.configs.datasets.mbpp.mbpp_gen_830460 import mbpp_datasets
+
     from .models import models  # noqa: F401
 
 datasets = [

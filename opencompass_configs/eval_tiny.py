@@ -3,11 +3,11 @@
 # scripts/eval_tiny.sh. Paths come from the environment (TINY_CKPT, TINY_EVAL_DATA).
 import os
 
+from opencompass.datasets import CustomDataset
 from opencompass.openicl.icl_evaluator import AccEvaluator
 from opencompass.openicl.icl_inferencer import GenInferencer
 from opencompass.openicl.icl_prompt_template import PromptTemplate
 from opencompass.openicl.icl_retriever import ZeroRetriever
-from opencompass.datasets import CustomDataset
 from opencompass.partitioners import NaivePartitioner
 from opencompass.runners import LocalRunner
 from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask

@@ -1,6 +1,7 @@
 # The seed repository's config name for bbh: the same benchmark config as eval_bbh.py (rows, steps
 # and sampling modes from the environment: see models.py), so its command works with the unforked CLI:
-#   PYTHONPATH=$PWD opencompass opencompass_configs/llada_base_gen_bbh_length256_block256.py -w outputs/llada_base_bbh_length256_block256
+#   PYTHONPATH=$PWD opencompass opencompass_configs/llada_base_gen_bbh_length256_block256.py \
+#       -w outputs/llada_base_bbh_length256_block256
 from mmengine.config import read_base
 
 with read_base():

@@ -38,7 +38,8 @@ def child(args):
     # warm up the kernels on small shapes so that library start-up is not counted
     small = torch.randn(4, 8, args.d, device=dev, dtype=dtype, requires_grad=True)
     w_small = torch.randn(64, args.d, device=dev, dtype=dtype, requires_grad=True)
-    run_path(args.path, small, w_small, torch.randint(0, 32, (4, 8), device=dev), 40, 0.1, xdlm_loss, linear_xdlm_loss, corrupt)
+    run_path(args.path, small, w_small, torch.randint(0, 32, (4, 8), device=dev), 40, 0.1, xdlm_loss, linear_xdlm_loss,
+             corrupt)
 
     hidden = (torch.randn(args.B, args.L, args.d, device=dev) * 2).to(dtype).requires_grad_()
     weight = (torch.randn(args.N, args.d, device=dev) / args.d ** 0.5).to(dtype).requires_grad_()
@@ -132,14 +133,15 @@ def main():
                 res[path] = dict(json.loads(proc.stdout.strip().splitlines()[-1]), **torch.load(out))
             ref, fus = res["reference"], res["fused"]
             rel = lambda a, b: ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()  # noqa: E731
-            errs = [abs(fus["loss"].item() / ref["loss"].item() - 1), rel(fus["gh"], ref["gh"]), rel(fus["gw"], ref["gw"])]
+            errs = [abs(fus["loss"].item() / ref["loss"].item() - 1), rel(fus["gh"], ref["gh"]),
+                    rel(fus["gw"], ref["gw"])]
             mem_ratio = fus["transient"] / logits_bytes
             time_ratio = fus["time"] / ref["time"]
             tol = FUSED_LOSS_TOLERANCE[dtype]
             report["dtypes"][dtype] = dict(
                 reference_transient_over_logits=ref["transient"] / logits_bytes, fused_transient_over_logits=mem_ratio,
-                time_fused_over_reference=time_ratio, relative_error=dict(zip(("loss", "grad_hidden", "grad_head_weight"), errs)),
-                tolerance=tol)
+                time_fused_over_reference=time_ratio,
+                relative_error=dict(zip(("loss", "grad_hidden", "grad_head_weight"), errs)), tolerance=tol)
             say(f"{dtype}: transient memory reference {ref['transient'] / logits_bytes:.2f}x logits, "
                 f"fused {mem_ratio:.3f}x logits (fused/reference {fus['transient'] / ref['transient']:.3f}; "
                 f"target <= 0.25x logits); time fused/reference {time_ratio:.3f} (target <= 1.10); "

@@ -52,8 +52,10 @@ def parse_modes(text):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=os.path.join(ROOT, "outputs", "tiny"), help="checkpoint folder (default outputs/tiny)")
-    ap.add_argument("--tiny_dir", default=os.path.join(ROOT, ".tiny"), help="folder with valid.jsonl (held-out prompts)")
+    ap.add_argument("--model", default=os.path.join(ROOT, "outputs", "tiny"),
+                    help="checkpoint folder (default outputs/tiny)")
+    ap.add_argument("--tiny_dir", default=os.path.join(ROOT, ".tiny"),
+                    help="folder with valid.jsonl (held-out prompts)")
     ap.add_argument("--random", choices=SHAPES, default=None, help="random weights of this shape instead of --model")
     ap.add_argument("--prompt_length", type=int, default=768)
     ap.add_argument("--batch", type=int, default=2, help="prompts sampled together (default 2)")
@@ -85,15 +87,18 @@ def main(argv=None):
         with torch.device(device):
             model = LLaDAModelLM(config).to(dtype).eval()
         vocab = [i for i in range(config.vocab_size) if i != config.mask_token_id]
-        pick = torch.randint(0, len(vocab), (args.batch, args.prompt_length), generator=torch.Generator().manual_seed(0))
+        pick = torch.randint(0, len(vocab), (args.batch, args.prompt_length),
+                             generator=torch.Generator().manual_seed(0))
         prompts = torch.tensor(vocab)[pick].to(device)
         source = f"random weights, {args.random} shape"
     else:
         if not os.path.exists(os.path.join(args.model, "config.json")):
-            sys.exit(f"--model {args.model}: no checkpoint there (train it with scripts/train_tiny.sh, or use --random tiny)")
+            sys.exit(f"--model {args.model}: no checkpoint there "
+                     "(train it with scripts/train_tiny.sh, or use --random tiny)")
         model, tokenizer, device = load_model(args.model, args.dtype)
         if model.config.max_sequence_length < length:
-            print(f"raising max_sequence_length {model.config.max_sequence_length} -> {length} (RoPE: no learned positions)")
+            print(f"raising max_sequence_length {model.config.max_sequence_length} -> {length} "
+                  "(RoPE: no learned positions)")
             model.config.max_sequence_length = length
         prompts = held_out_prompts(tokenizer, args.tiny_dir, args.batch, args.prompt_length).to(device)
         source = f"{args.model}, held-out prompts from {args.tiny_dir}/valid.jsonl"
@@ -123,7 +128,8 @@ def main(argv=None):
         same_tokens = (out == ref_out).double().mean().item()
         same_rows = (out == ref_out).all(-1).double().mean().item()
         print(f"| {name} | {seconds:.2f} | {out.numel() / seconds:.1f} | {ref_time / seconds:.2f}x | {stats['steps']} "
-              f"| {stats['full_forwards']} / {stats['span_forwards']} | {100 * same_tokens:.1f}% | {100 * same_rows:.0f}% |")
+              f"| {stats['full_forwards']} / {stats['span_forwards']} "
+              f"| {100 * same_tokens:.1f}% | {100 * same_rows:.0f}% |")
 
 
 if __name__ == "__main__":

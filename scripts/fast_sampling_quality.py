@@ -26,8 +26,16 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import (CONTINUED_K, SAMPLER_MODES, load_on_cpu, mean_spread, require_at_least_one,  # noqa: E402
-                               step_grid, trained, write_csv)
+from experiment_common import (  # noqa: E402
+    CONTINUED_K,
+    SAMPLER_MODES,
+    load_on_cpu,
+    mean_spread,
+    require_at_least_one,
+    step_grid,
+    trained,
+    write_csv,
+)
 from generate import generate  # noqa: E402
 from hmm_language import completion_metrics, source_of  # noqa: E402
 
@@ -88,7 +96,7 @@ def main(argv=None):
         prompts = torch.tensor(json.load(f))
     values = {}  # (method, k, mode, steps, metric) -> one value per seed
     bar = tqdm(total=len(models) * len(steps_grid) * len(MODES), desc="completions")
-    for method, seed, k, model_dir in models:
+    for method, _seed, k, model_dir in models:
         model = load_on_cpu(model_dir)
         for steps in steps_grid:
             exact = None

@@ -45,12 +45,37 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import (CONTINUED_K, FINISHED_TRAINING, cached_nelbo, end_with_parent, finite_float,  # noqa: E402
-                               float_grid, load_on_cpu, mean_spread, refuse_other_settings, require_at_least_one,
-                               sample_entropy, step_grid, train_stage, write_csv, write_json, write_llada_config)
+from experiment_common import (  # noqa: E402
+    CONTINUED_K,
+    FINISHED_TRAINING,
+    cached_nelbo,
+    end_with_parent,
+    finite_float,
+    float_grid,
+    load_on_cpu,
+    mean_spread,
+    refuse_other_settings,
+    require_at_least_one,
+    sample_entropy,
+    step_grid,
+    train_stage,
+    write_csv,
+    write_json,
+    write_llada_config,
+)
 from generate import generate  # noqa: E402
-from hmm_language import (SYMBOL_NAMES, choice_log_probs, choice_task, completion_metrics,  # noqa: E402
-                          entropy_per_token, make_tokenizer, oracle_accuracy, sample_metrics, source_of, to_text)
+from hmm_language import (  # noqa: E402
+    SYMBOL_NAMES,
+    choice_log_probs,
+    choice_task,
+    completion_metrics,
+    entropy_per_token,
+    make_tokenizer,
+    oracle_accuracy,
+    sample_metrics,
+    source_of,
+    to_text,
+)
 
 # Literal seeds of the language's data streams, of the multiple-choice task and of its estimates.
 TRAIN_DATA_SEED, VALID_DATA_SEED, PROMPT_SEED, ENTROPY_SEED, CHOICE_TASK_SEED = 101, 202, 303, 404, 505

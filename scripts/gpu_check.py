@@ -27,8 +27,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-from plan import (GIB, LLADA_1B, LLADA_TINY, Shape, activation_bytes, flops_per_token, loss_bytes,  # noqa: E402
-                  resident_memory, xdlm_step)
+from plan import (  # noqa: E402
+    GIB,
+    LLADA_1B,
+    LLADA_TINY,
+    Shape,
+    activation_bytes,
+    flops_per_token,
+    loss_bytes,
+    resident_memory,
+    xdlm_step,
+)
 
 K = 0.1  # the paper's XDLM mixing ratio
 # Dense bf16 peak TFLOP/s by device name, for MFU (SXM parts).
@@ -152,7 +161,8 @@ def main(argv=None):
     ap.add_argument("--loss_L", type=int, help="L of the loss-alone comparison (default 4096; 128 with --tiny)")
     ap.add_argument("--loss_d", type=int, help="d of the loss-alone comparison (default 4096; 64 with --tiny)")
     ap.add_argument("--max_batch", type=int, help="the micro-batch search's ceiling (default 256; 2 with --tiny)")
-    ap.add_argument("--repeats", type=int, help="timed repeats of the step and of the loss alone (default 5; 1 with --tiny)")
+    ap.add_argument("--repeats", type=int,
+                    help="timed repeats of the step and of the loss alone (default 5; 1 with --tiny)")
     ap.add_argument("--peak_tflops", type=float, help="device's dense bf16 peak (default: by its name on GPUs)")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -505,7 +505,8 @@ class Plan:
         return self.world * self.per_device_train_batch_size * self.gradient_accumulation_steps * self.block_size
 
     def flops_per_step(self):
-        return flops_per_token(self.shape, self.block_size, self.lora_r if self.with_lora else 0) * self.tokens_per_step()
+        return (flops_per_token(self.shape, self.block_size, self.lora_r if self.with_lora else 0)
+                * self.tokens_per_step())
 
     def step_seconds(self):
         """At the given MFU (model FLOPs over peak); checkpointing recomputes the blocks' forward,
@@ -535,7 +536,8 @@ def report(plan, notes=()):
     lines += [f"fits: {'yes' if peak <= plan.gpu_mem_gib * GIB else 'NO'}; largest micro-batch that fits: {largest}",
               f"tokens per optimizer step: {plan.tokens_per_step():,}",
               f"FLOPs per step: {plan.flops_per_step():.3e}",
-              f"step time at MFU {plan.mfu:g}: {step:.1f} s; {plan.max_steps} steps: {step * plan.max_steps / 3600:.1f} h"]
+              f"step time at MFU {plan.mfu:g}: {step:.1f} s; "
+              f"{plan.max_steps} steps: {step * plan.max_steps / 3600:.1f} h"]
     return "\n".join(lines + list(notes))
 
 

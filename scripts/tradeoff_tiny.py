@@ -28,9 +28,19 @@ from tqdm.auto import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import (cached, cached_nelbo, finite_float, held_out_prompts, load_on_cpu,  # noqa: E402
-                               refuse_other_settings, require_at_least_one, sample_entropy, step_grid, train_stage,
-                               write_csv)
+from experiment_common import (  # noqa: E402
+    cached,
+    cached_nelbo,
+    finite_float,
+    held_out_prompts,
+    load_on_cpu,
+    refuse_other_settings,
+    require_at_least_one,
+    sample_entropy,
+    step_grid,
+    train_stage,
+    write_csv,
+)
 from generate import generate  # noqa: E402
 
 # model -> the k it is trained with (0: LLaDA's masked loss, --training_method mdm)
@@ -148,7 +158,7 @@ def main(argv=None):
     for row, model_name, k in ROWS:
         model = load_on_cpu(dirs[model_name])
         for steps in grid:
-            def compute():
+            def compute(model=model, steps=steps, k=k):  # this iteration's values (cached calls it at once)
                 out = generate(model, prompts, steps=steps, gen_length=args.gen_length, block_length=args.gen_length,
                                k=k)
                 completion = out[:, args.prompt_length:]

@@ -59,7 +59,8 @@ def check_left_padded_batch_equals_each_prompt_alone(model, singles, **settings)
 
     P = max(s.shape[1] for s in singles)
     batch = torch.cat([torch.cat([torch.zeros(1, P - s.shape[1], dtype=torch.long), s], 1) for s in singles])
-    mask = torch.cat([torch.cat([torch.zeros(1, P - s.shape[1]), torch.ones(1, s.shape[1])], 1) for s in singles]).long()
+    mask = torch.cat([torch.cat([torch.zeros(1, P - s.shape[1]), torch.ones(1, s.shape[1])], 1)
+                      for s in singles]).long()
     out = generate(model, batch, attention_mask=mask, **settings)
     for i, s in enumerate(singles):
         alone = generate(model, s, **settings)

@@ -38,7 +38,8 @@ def llada_state_dict(cfg, seed=0):
     for i in range(cfg["n_layers"]):
         for name in BLOCK_WEIGHTS:
             shape = shapes[name]
-            w = 1 + 0.1 * torch.randn(shape, generator=g) if len(shape) == 1 else torch.randn(shape, generator=g) / shape[1] ** 0.5
+            w = (1 + 0.1 * torch.randn(shape, generator=g) if len(shape) == 1
+                 else torch.randn(shape, generator=g) / shape[1] ** 0.5)
             sd[f"model.transformer.blocks.{i}.{name}.weight"] = w
     return sd
 
@@ -80,7 +81,7 @@ def reference_forward(sd, cfg, ids):
 
     x = w["model.transformer.wte.weight"][ids]
     for i in range(cfg["n_layers"]):
-        p = lambda n: w[f"model.transformer.blocks.{i}.{n}.weight"]  # noqa: E731
+        p = lambda n: w[f"model.transformer.blocks.{i}.{n}.weight"]  # noqa: E731, B023 (used in this iteration only)
         h = rms(x, p("attn_norm"))
         q, k, v = ((h @ p(n).T).view(*ids.shape, H, hd).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
         att = torch.softmax(rope(q) @ rope(k).transpose(-1, -2) / math.sqrt(hd), -1)

@@ -18,7 +18,6 @@ import transformers
 import data
 import llada_cpt
 import model_config
-from helpers import ROOT
 from llada_format import LLADA_CONFIG, reference_forward
 from local_data import write_fineweb_like, write_jsonl
 from modeling_llada import LLaDAConfig, LLaDAModelLM
@@ -104,7 +103,8 @@ def test_paper_flags_train_on_either_layout(paper_runs, layout):
     (None, "000_00000.parquet", "holds data files but no README.md whose YAML header lists `configs`, "
      "so no config 'sample-10BT'"),  # `hf download --include "sample/10BT/*"` without README.md
 ])
-def test_a_folder_of_neither_layout_fails_naming_the_layouts(tmp_path, llada_dir, snapshot, monkeypatch, card, data, match):
+def test_a_folder_of_neither_layout_fails_naming_the_layouts(
+        tmp_path, llada_dir, snapshot, monkeypatch, card, data, match):
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the data was checked")
 
@@ -122,7 +122,8 @@ def test_a_folder_of_neither_layout_fails_naming_the_layouts(tmp_path, llada_dir
 
 def test_an_arrow_cache_without_the_config_asked_for_names_those_it_has(arrow_cache, llada_dir):
     args = data_args(dataset_name=arrow_cache, dataset_config_name="sample-100BT")
-    with pytest.raises(ValueError, match=r"set --dataset_config_name to one of its configs \(sample-10BT\), got 'sample-100BT'"):
+    with pytest.raises(ValueError,
+                       match=r"set --dataset_config_name to one of its configs \(sample-10BT\), got 'sample-100BT'"):
         data.load_raw_datasets(args, llada_cpt.ModelArguments(model_name_or_path=llada_dir), 0, False)
 
 
@@ -200,7 +201,8 @@ def with_lladas_code(checkpoint, folder):
 
 def test_model_implementation_remote_runs_the_checkpoints_own_code(llada_dir, tmp_path):
     folder = with_lladas_code(llada_dir, str(tmp_path / "with-lladas-code"))
-    model_args = llada_cpt.ModelArguments(model_name_or_path=folder, model_implementation="remote", trust_remote_code=True)
+    model_args = llada_cpt.ModelArguments(model_name_or_path=folder, model_implementation="remote",
+                                          trust_remote_code=True)
     config = model_config.load_config(model_args)
     training_args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
     model = llada_cpt.load_model(model_args, config, "xdm", training_args)

@@ -13,7 +13,6 @@ from mmengine.config import Config, ConfigDict
 from helpers import ROOT
 from opencompass_configs.benchmarks import BENCHMARKS
 
-
 GSM8K = [  # question, answer in GSM8K's format (the number after "#### ")
     ("A baker makes 12 loaves a day for 3 days and sells 30 of them. How many loaves are left?",
      "He makes 12 * 3 = <<12*3=36>>36 loaves.\n36 - 30 = <<36-30=6>>6 are left.\n#### 6"),
@@ -21,7 +20,8 @@ GSM8K = [  # question, answer in GSM8K's format (the number after "#### ")
      "1200 - 200 = <<1200-200=1000>>1000\n#### 1,000"),
 ]
 MATH = [  # problem, solution with the answer in \boxed{}
-    ("What is $\\frac{1}{2} + \\frac{1}{3}$?", "Over a common denominator, $\\frac{3}{6} + \\frac{2}{6} = \\boxed{\\frac{5}{6}}$."),
+    ("What is $\\frac{1}{2} + \\frac{1}{3}$?",
+     "Over a common denominator, $\\frac{3}{6} + \\frac{2}{6} = \\boxed{\\frac{5}{6}}$."),
     ("Solve $2x + 3 = 11$ for $x$.", "Subtracting 3 and halving, $x = \\boxed{4}$."),
     ("What is $\\sqrt{2} \\cdot \\sqrt{8}$?", "$\\sqrt{16} = \\boxed{4}$."),
 ]
@@ -30,7 +30,8 @@ MBPP = [  # text, code, tests: 10 few-shot rows (unused by the 3-shot prompt) th
      ["assert square_area(2) == 4", "assert square_area(3) == 9"]),  # 4.0 == 4: plain asserts pass
     ("Write a python function to reverse a string.", "def reverse_string(s):\r\n  return s[::-1]",
      ["assert reverse_string('ab') == 'ba'", "assert reverse_string('') == ''"]),
-    ("Write a function to count the even numbers in a list.", "def count_even(xs):\r\n  return sum(1 for x in xs if x % 2 == 0)",
+    ("Write a function to count the even numbers in a list.",
+     "def count_even(xs):\r\n  return sum(1 for x in xs if x % 2 == 0)",
      ["assert count_even([1, 2, 4]) == 2", "assert count_even([]) == 0"]),
 ]
 BBH = {  # task: (input, target); the first is multiple choice, the others free form
@@ -168,8 +169,10 @@ def test_bbh_multiple_choice_and_free_form_read_the_first_answer_is(data_root):
     by_task = {d["name"]: d for d in cfg.datasets}
     assert len(by_task) == 27
     right = {"date_understanding": "Tomorrow is 03/06/1973. So the answer is (A).",
-             "sports_understanding": "Joao Moutinho is a soccer player. So the answer is no.\n\nQ: Is ... So the answer is yes.",
-             "object_counting": "potatoes (2), cauliflower (1), lettuce (1), so the answer is 5.\n\nQ: I have ... So the answer is 3.",
+             "sports_understanding": "Joao Moutinho is a soccer player. So the answer is no.\n\n"
+                                     "Q: Is ... So the answer is yes.",
+             "object_counting": "potatoes (2), cauliflower (1), lettuce (1), so the answer is 5.\n\n"
+                                "Q: I have ... So the answer is 3.",
              "boolean_expressions": "not True is False; False and True is False. So the answer is False."}
     wrong = {"date_understanding": "So the answer is (B).",
              "sports_understanding": "So the answer is yes.\n\nQ: Is ... So the answer is no.",
@@ -193,7 +196,8 @@ def render_first_prompt(model_cfg, dataset_cfg):
 
     infer = dataset_cfg["infer_cfg"]
     retriever = ICL_RETRIEVERS.build({**infer["retriever"], "dataset": build_dataset_from_cfg(dataset_cfg)})
-    prompt = retriever.generate_prompt_for_generate_task(0, "", prompt_template=ICL_PROMPT_TEMPLATES.build(infer["prompt_template"]))
+    prompt = retriever.generate_prompt_for_generate_task(
+        0, "", prompt_template=ICL_PROMPT_TEMPLATES.build(infer["prompt_template"]))
     return LMTemplateParser(model_cfg.get("meta_template")).parse_template(prompt, mode="gen")
 
 
@@ -219,40 +223,57 @@ def test_stop_words_are_the_papers(data_root):
 # bbh_gen_ee62e9; HumanEval is the problem's prompt as is). MATH's doubled braces are in its text.
 PAPER_PROMPTS = {
     'gsm8k': (
-        'Question: Angelo and Melanie want to plan how many hours over the next week they should study together for their test next week. They have 2 chapters of their textbook to study and 4 worksheets to memorize. They figure out that they should dedicate 3 hours to each chapter of their textbook and 1.5 hours for each worksheet. If they plan to study no more than 4 hours each day, how many days should they plan to study total over the next week if they take a 10-minute break every hour, include 3 10-minute snack breaks each day, and 30 minutes for lunch each day?\n'
+        'Question: Angelo and Melanie want to plan how many hours over the next week they should study together '
+        'for their test next week. They have 2 chapters of their textbook to study and 4 worksheets to memorize. '
+        'They figure out that they should dedicate 3 hours to each chapter of their textbook and 1.5 hours for each '
+        'worksheet. If they plan to study no more than 4 hours each day, how many days should they plan to study '
+        'total over the next week if they take a 10-minute break every hour, include 3 10-minute snack breaks each '
+        'day, and 30 minutes for lunch each day?\n'
         "Let's think step by step\n"
         'Answer:\n'
-        'Angelo and Melanie think they should dedicate 3 hours to each of the 2 chapters, 3 hours x 2 chapters = 6 hours total.\n'
-        'For the worksheets they plan to dedicate 1.5 hours for each worksheet, 1.5 hours x 4 worksheets = 6 hours total.\n'
+        'Angelo and Melanie think they should dedicate 3 hours to each of the 2 chapters, '
+        '3 hours x 2 chapters = 6 hours total.\n'
+        'For the worksheets they plan to dedicate 1.5 hours for each worksheet, '
+        '1.5 hours x 4 worksheets = 6 hours total.\n'
         'Angelo and Melanie need to start with planning 12 hours to study, at 4 hours a day, 12 / 4 = 3 days.\n'
-        'However, they need to include time for breaks and lunch. Every hour they want to include a 10-minute break, so 12 total hours x 10 minutes = 120 extra minutes for breaks.\n'
+        'However, they need to include time for breaks and lunch. '
+        'Every hour they want to include a 10-minute break, '
+        'so 12 total hours x 10 minutes = 120 extra minutes for breaks.\n'
         'They also want to include 3 10-minute snack breaks, 3 x 10 minutes = 30 minutes.\n'
-        'And they want to include 30 minutes for lunch each day, so 120 minutes for breaks + 30 minutes for snack breaks + 30 minutes for lunch = 180 minutes, or 180 / 60 minutes per hour = 3 extra hours.\n'
+        'And they want to include 30 minutes for lunch each day, so 120 minutes for breaks + 30 minutes for snack '
+        'breaks + 30 minutes for lunch = 180 minutes, or 180 / 60 minutes per hour = 3 extra hours.\n'
         'So Angelo and Melanie want to plan 12 hours to study + 3 hours of breaks = 15 hours total.\n'
         'They want to study no more than 4 hours each day, 15 hours / 4 hours each day = 3.75\n'
         'They will need to plan to study 4 days to allow for all the time they need.\n'
         'The answer is 4\n'
         '\n'
-        "Question: Mark's basketball team scores 25 2 pointers, 8 3 pointers and 10 free throws.  Their opponents score double the 2 pointers but half the 3 pointers and free throws.  What's the total number of points scored by both teams added together?\n"
+        "Question: Mark's basketball team scores 25 2 pointers, 8 3 pointers and 10 free throws.  "
+        "Their opponents score double the 2 pointers but half the 3 pointers and free throws.  "
+        "What's the total number of points scored by both teams added together?\n"
         "Let's think step by step\n"
         'Answer:\n'
         "Mark's team scores 25 2 pointers, meaning they scored 25*2= 50 points in 2 pointers.\n"
         'His team also scores 6 3 pointers, meaning they scored 8*3= 24 points in 3 pointers\n'
         'They scored 10 free throws, and free throws count as one point so they scored 10*1=10 points in free throws.\n'
         'All together his team scored 50+24+10= 84 points\n'
-        "Mark's opponents scored double his team's number of 2 pointers, meaning they scored 50*2=100 points in 2 pointers.\n"
-        "His opponents scored half his team's number of 3 pointers, meaning they scored 24/2= 12 points in 3 pointers.\n"
+        "Mark's opponents scored double his team's number of 2 pointers, "
+        "meaning they scored 50*2=100 points in 2 pointers.\n"
+        "His opponents scored half his team's number of 3 pointers, "
+        "meaning they scored 24/2= 12 points in 3 pointers.\n"
         "They also scored half Mark's team's points in free throws, meaning they scored 10/2=5 points in free throws.\n"
         "All together Mark's opponents scored 100+12+5=117 points\n"
         "The total score for the game is both team's scores added together, so it is 84+117=201 points\n"
         'The answer is 201\n'
         '\n'
-        'Question: Bella has two times as many marbles as frisbees. She also has 20 more frisbees than deck cards. If she buys 2/5 times more of each item, what would be the total number of the items she will have if she currently has 60 marbles?\n'
+        'Question: Bella has two times as many marbles as frisbees. '
+        'She also has 20 more frisbees than deck cards. If she buys 2/5 times more of each item, '
+        'what would be the total number of the items she will have if she currently has 60 marbles?\n'
         "Let's think step by step\n"
         'Answer:\n'
         "When Bella buys 2/5 times more marbles, she'll have increased the number of marbles by 2/5*60 = 24\n"
         "The total number of marbles she'll have is 60+24 = 84\n"
-        'If Bella currently has 60 marbles, and she has two times as many marbles as frisbees, she has 60/2 = 30 frisbees.\n'
+        'If Bella currently has 60 marbles, and she has two times as many marbles as frisbees, '
+        'she has 60/2 = 30 frisbees.\n'
         "If Bella buys 2/5 times more frisbees, she'll have 2/5*30 = 12 more frisbees.\n"
         "The total number of frisbees she'll have will increase to 30+12 = 42\n"
         'Bella also has 20 more frisbees than deck cards, meaning she has 30-20 = 10 deck cards\n'
@@ -261,7 +282,8 @@ PAPER_PROMPTS = {
         'Together, Bella will have a total of 14+42+84 = 140 items\n'
         'The answer is 140\n'
         '\n'
-        'Question: A group of 4 fruit baskets contains 9 apples, 15 oranges, and 14 bananas in the first three baskets and 2 less of each fruit in the fourth basket. How many fruits are there?\n'
+        'Question: A group of 4 fruit baskets contains 9 apples, 15 oranges, and 14 bananas in the first three '
+        'baskets and 2 less of each fruit in the fourth basket. How many fruits are there?\n'
         "Let's think step by step\n"
         'Answer:\n'
         'For the first three baskets, the number of apples and oranges in one basket is 9+15=24\n'
@@ -283,25 +305,38 @@ PAPER_PROMPTS = {
         'Problem:\n'
         'Find the domain of the expression $\\frac{{\\sqrt{{x-2}}}}{{\\sqrt{{5-x}}}}$.}}\n'
         'Solution:\n'
-        'The expressions inside each square root must be non-negative. Therefore, $x-2 \\ge 0$, so $x\\ge2$, and $5 - x \\ge 0$, so $x \\le 5$. Also, the denominator cannot be equal to zero, so $5-x>0$, which gives $x<5$. Therefore, the domain of the expression is $\\boxed{{[2,5)}}$.\n'
+        'The expressions inside each square root must be non-negative. '
+        'Therefore, $x-2 \\ge 0$, so $x\\ge2$, and $5 - x \\ge 0$, so $x \\le 5$. '
+        'Also, the denominator cannot be equal to zero, so $5-x>0$, which gives $x<5$. '
+        'Therefore, the domain of the expression is $\\boxed{{[2,5)}}$.\n'
         'Final Answer: The final answer is $[2,5)$. I hope it is correct.\n'
         '\n'
         'Problem:\n'
-        'If $\\det \\mathbf{{A}} = 2$ and $\\det \\mathbf{{B}} = 12,$ then find $\\det (\\mathbf{{A}} \\mathbf{{B}}).$\n'
+        'If $\\det \\mathbf{{A}} = 2$ and $\\det \\mathbf{{B}} = 12,$ then find '
+        '$\\det (\\mathbf{{A}} \\mathbf{{B}}).$\n'
         'Solution:\n'
-        'We have that $\\det (\\mathbf{{A}} \\mathbf{{B}}) = (\\det \\mathbf{{A}})(\\det \\mathbf{{B}}) = (2)(12) = \\boxed{{24}}.$\n'
+        'We have that $\\det (\\mathbf{{A}} \\mathbf{{B}}) = (\\det \\mathbf{{A}})(\\det \\mathbf{{B}}) '
+        '= (2)(12) = \\boxed{{24}}.$\n'
         'Final Answer: The final answer is $24$. I hope it is correct.\n'
         '\n'
         'Problem:\n'
-        'Terrell usually lifts two 20-pound weights 12 times. If he uses two 15-pound weights instead, how many times must Terrell lift them in order to lift the same total weight?\n'
+        'Terrell usually lifts two 20-pound weights 12 times. If he uses two 15-pound weights instead, '
+        'how many times must Terrell lift them in order to lift the same total weight?\n'
         'Solution:\n'
-        'If Terrell lifts two 20-pound weights 12 times, he lifts a total of $2\\cdot 12\\cdot20=480$ pounds of weight. If he lifts two 15-pound weights instead for $n$ times, he will lift a total of $2\\cdot15\\cdot n=30n$ pounds of weight. Equating this to 480 pounds, we can solve for $n$: \\begin{{align*}} 30n&=480\\\\ \\Rightarrow\\qquad n&=480/30=\\boxed{{16}} \\end{{align*}}\n'
+        'If Terrell lifts two 20-pound weights 12 times, he lifts a total of $2\\cdot 12\\cdot20=480$ pounds of '
+        'weight. If he lifts two 15-pound weights instead for $n$ times, he will lift a total of '
+        '$2\\cdot15\\cdot n=30n$ pounds of weight. Equating this to 480 pounds, we can solve for $n$: '
+        '\\begin{{align*}} 30n&=480\\\\ \\Rightarrow\\qquad n&=480/30=\\boxed{{16}} \\end{{align*}}\n'
         'Final Answer: The final answer is $16$. I hope it is correct.\n'
         '\n'
         'Problem:\n'
-        'If the system of equations: \\begin{{align*}} 6x-4y&=a,\\\\ 6y-9x &=b. \\end{{align*}}has a solution $(x, y)$ where $x$ and $y$ are both nonzero, find $\\frac{{a}}{{b}},$ assuming $b$ is nonzero.\n'
+        'If the system of equations: \\begin{{align*}} 6x-4y&=a,\\\\ 6y-9x &=b. '
+        '\\end{{align*}}has a solution $(x, y)$ where $x$ and $y$ are both nonzero, '
+        'find $\\frac{{a}}{{b}},$ assuming $b$ is nonzero.\n'
         'Solution:\n'
-        'If we multiply the first equation by $-\\frac{{3}}{{2}}$, we obtain $$6y-9x=-\\frac{{3}}{{2}}a.$$Since we also know that $6y-9x=b$, we have $$-\\frac{{3}}{{2}}a=b\\Rightarrow\\frac{{a}}{{b}}=\\boxed{{-\\frac{{2}}{{3}}}}.$$\n'
+        'If we multiply the first equation by $-\\frac{{3}}{{2}}$, we obtain '
+        '$$6y-9x=-\\frac{{3}}{{2}}a.$$Since we also know that $6y-9x=b$, '
+        'we have $$-\\frac{{3}}{{2}}a=b\\Rightarrow\\frac{{a}}{{b}}=\\boxed{{-\\frac{{2}}{{3}}}}.$$\n'
         'Final Answer: The final answer is $-\\frac{{2}}{{3}}$. I hope it is correct.\n'
         '\n'
         'Problem:\n'
@@ -309,7 +344,9 @@ PAPER_PROMPTS = {
         'Solution:\n'
     ),
     'mbpp': (
-        'You are an expert Python programmer, and here is your task: Write a function to find the similar elements from the given two tuple lists. Your code should pass these tests:\n'
+        'You are an expert Python programmer, and here is your task: '
+        'Write a function to find the similar elements from the given two tuple lists. '
+        'Your code should pass these tests:\n'
         '\n'
         ' assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)\n'
         'assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4) \n'
@@ -322,7 +359,8 @@ PAPER_PROMPTS = {
         '[DONE] \n'
         '\n'
         ' \n'
-        'You are an expert Python programmer, and here is your task: Write a python function to identify non-prime numbers. Your code should pass these tests:\n'
+        'You are an expert Python programmer, and here is your task: '
+        'Write a python function to identify non-prime numbers. Your code should pass these tests:\n'
         '\n'
         ' assert is_not_prime(2) == False \n'
         'assert is_not_prime(10) == True \n'
@@ -339,7 +377,9 @@ PAPER_PROMPTS = {
         '[DONE] \n'
         '\n'
         ' \n'
-        'You are an expert Python programmer, and here is your task: Write a function to find the largest integers from a given list of numbers using heap queue algorithm. Your code should pass these tests:\n'
+        'You are an expert Python programmer, and here is your task: '
+        'Write a function to find the largest integers from a given list of numbers using heap queue algorithm. '
+        'Your code should pass these tests:\n'
         '\n'
         ' assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],3)==[85, 75, 65] \n'
         'assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],2)==[85, 75] \n'
@@ -353,7 +393,8 @@ PAPER_PROMPTS = {
         '[DONE] \n'
         '\n'
         ' \n'
-        'You are an expert Python programmer, and here is your task: Write a function to find the area of a square with side a. Your code should pass these tests:\n'
+        'You are an expert Python programmer, and here is your task: '
+        'Write a function to find the area of a square with side a. Your code should pass these tests:\n'
         '\n'
         ' assert square_area(2) == 4\n'
         'assert square_area(3) == 9  \n'
@@ -373,7 +414,8 @@ PAPER_PROMPTS = {
         '(E) 07/14/1938\n'
         '(F) 12/14/1988\n'
         "A: Let's think step by step.\n"
-        "If today is Christmas Eve of 1937, then today's date is December 24, 1937. 10 days before today is December 14, 1937, that is 12/14/1937. So the answer is (D).\n"
+        "If today is Christmas Eve of 1937, then today's date is December 24, 1937. "
+        "10 days before today is December 14, 1937, that is 12/14/1937. So the answer is (D).\n"
         '\n'
         'Q: Tomorrow is 11/12/2019. What is the date one year ago from today in MM/DD/YYYY?\n'
         'Options:\n'
@@ -383,9 +425,11 @@ PAPER_PROMPTS = {
         '(D) 11/02/2018\n'
         '(E) 11/04/2018\n'
         "A: Let's think step by step.\n"
-        'If tomorrow is 11/12/2019, then today is 11/11/2019. The date one year ago from today is 11/11/2018. So the answer is (B).\n'
+        'If tomorrow is 11/12/2019, then today is 11/11/2019. '
+        'The date one year ago from today is 11/11/2018. So the answer is (B).\n'
         '\n'
-        'Q: Jane and John married on Jan 2, 1958. It is their 5-year anniversary today. What is the date tomorrow in MM/DD/YYYY?\n'
+        'Q: Jane and John married on Jan 2, 1958. It is their 5-year anniversary today. '
+        'What is the date tomorrow in MM/DD/YYYY?\n'
         'Options:\n'
         '(A) 01/11/1961\n'
         '(B) 01/03/1963\n'
@@ -394,9 +438,12 @@ PAPER_PROMPTS = {
         '(E) 01/03/1982\n'
         '(F) 12/03/1960\n'
         "A: Let's think step by step.\n"
-        "If Jane and John married on Jan 2, 1958, then and if it is their 5-year anniversary today, then today's date is Jan 2, 1963. The date tomorrow is Jan 3, 1963, that is 01/03/1963. So the answer is (B).\n"
+        "If Jane and John married on Jan 2, 1958, then and if it is their 5-year anniversary today, "
+        "then today's date is Jan 2, 1963. "
+        "The date tomorrow is Jan 3, 1963, that is 01/03/1963. So the answer is (B).\n"
         '\n'
-        "Q: Today is 3/5, and it is Jane's second time in the year 1973 to see a meteor shower. What is the date tomorrow in MM/DD/YYYY?\n"
+        "Q: Today is 3/5, and it is Jane's second time in the year 1973 to see a meteor shower. "
+        "What is the date tomorrow in MM/DD/YYYY?\n"
         'Options:\n'
         '(A) 03/06/1973\n'
         '(B) 03/04/1973\n'
@@ -407,14 +454,18 @@ PAPER_PROMPTS = {
         'Follow the given examples and answer the question.\n'
         'Determine whether an artificially constructed sentence relating to sports is plausible or not.\n'
         '\n'
-        'Q: Is the following sentence plausible? "Bam Adebayo scored a reverse layup in the Western Conference Finals."\n'
-        "A: Let's think step by step. Bam Adebayo is an American basketball player. Scoring a reverse layup in the Western Conference Finals is part of the NBA Finals. So the answer is yes.\n"
+        'Q: Is the following sentence plausible? '
+        '"Bam Adebayo scored a reverse layup in the Western Conference Finals."\n'
+        "A: Let's think step by step. Bam Adebayo is an American basketball player. "
+        "Scoring a reverse layup in the Western Conference Finals is part of the NBA Finals. So the answer is yes.\n"
         '\n'
         'Q: Is the following sentence plausible? "Santi Cazorla scored a touchdown."\n'
-        "A: Let's think step by step. Santi Cazorla is a soccer player. Touchdown is part of American football and rugby. So the answer is no.\n"
+        "A: Let's think step by step. Santi Cazorla is a soccer player. "
+        "Touchdown is part of American football and rugby. So the answer is no.\n"
         '\n'
         'Q: Is the following sentence plausible? "DeMar DeRozan was called for the goal tend."\n'
-        "A: Let's think step by step. DeMar DeRozan is an American basketball player. Goal tending is part of basketball. So the answer is yes.\n"
+        "A: Let's think step by step. DeMar DeRozan is an American basketball player. "
+        "Goal tending is part of basketball. So the answer is yes.\n"
         '\n'
         'Q: Is the following sentence plausible? "Joao Moutinho caught the screen pass in the NFC championship."\n'
         "A: Let's think step by step."

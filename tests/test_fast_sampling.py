@@ -202,7 +202,8 @@ def test_threshold_steps_never_exceed_the_request_and_the_schedule_is_a_floor():
     for threshold in (0.05, 0.3, 0.9):
         rec = StateRecorder(model, 5)
         stats = {}
-        out = generate(model, x, steps=8, gen_length=32, block_length=16, threshold=threshold, cache="dual", stats=stats)
+        out = generate(model, x, steps=8, gen_length=32, block_length=16, threshold=threshold, cache="dual",
+                       stats=stats)
         assert stats["steps"] <= 8 and not (out == MASK).any()
         states = rec.states + [out[:, 5:]]
         for before, after in zip(states, states[1:]):
@@ -278,8 +279,8 @@ def test_command_line_mask_id_and_fast_modes(llada_dir, tmp_path, capsys):
     assert code == 2 and "pass --mask_id" in err
     code, out, err = run_main(generate_main, common + ["--mask_id", str(10 ** 6)], capsys)
     assert code == 2 and "mask_id 1000000 is not a token id of the model" in err  # a usage error, not a traceback
-    code, out, err = run_main(generate_main, common + ["--mask_id", str(mask_id), "--cache", "dual", "--threshold", "0.5"],
-                              capsys)
+    code, out, err = run_main(generate_main,
+                              common + ["--mask_id", str(mask_id), "--cache", "dual", "--threshold", "0.5"], capsys)
     assert code == 0, err[-3000:]
     assert out.strip() and "steps used: " in err
     code, out, err = run_main(generate_main, common + ["--mask_id", str(mask_id), "--temperature", "nan"], capsys)

@@ -30,7 +30,6 @@ from experiment_common import trained
 from helpers import ROOT, run_main
 from hmm_language import WordSource
 
-
 # A hand-made source: outputs 0..4 (4 is written only by the noise). Words "ab" = [0, 1],
 # "cdc" = [2, 3, 2] and "bb" = [1, 1]; "ab" is always followed by "cdc", "cdc" by "ab" (0.3) or
 # "bb" (0.7), "bb" by "bb"; a document starts with "ab" (0.6) or "bb" (0.4), never "cdc".

@@ -29,7 +29,8 @@ def setup(dtype, k, B=3, L=40, d=24, N=97, seed=0, alpha=None):
 
 
 def both(hidden, weight, x, z, alpha, w, m, k, chunk_size=None):
-    ref = (xdlm_loss(hidden @ weight.T, z, x, alpha, k, m) * w.to(torch.float32 if hidden.dtype != torch.float64 else torch.float64)).sum()
+    ref = (xdlm_loss(hidden @ weight.T, z, x, alpha, k, m)
+           * w.to(torch.float32 if hidden.dtype != torch.float64 else torch.float64)).sum()
     gh, gw = torch.autograd.grad(ref, [hidden, weight])
     fused = linear_xdlm_loss(hidden, weight, z, x, alpha, k, m, loss_weight=w, chunk_size=chunk_size)
     fh, fw = torch.autograd.grad(fused, [hidden, weight])
@@ -115,7 +116,8 @@ def test_no_gradient_work_without_a_gradient(k):
     N = weight.shape[0]
     chunks = -(-int(((w != 0) & ((z == m) if k == 0 else True)).sum()) // chunk)
     with torch.no_grad():
-        expected = linear_xdlm_loss(hidden.detach(), weight.detach(), z, x, alpha, k, m, loss_weight=w, chunk_size=chunk)
+        expected = linear_xdlm_loss(hidden.detach(), weight.detach(), z, x, alpha, k, m, loss_weight=w,
+                                    chunk_size=chunk)
     truth = (xdlm_loss(hidden.detach() @ weight.detach().T, z, x, alpha, k, m) * w).sum()
     assert expected.item() == pytest.approx(truth.item(), rel=1e-5)
     limit = chunk * N * 4  # bytes of one chunk's float32 logits, well below [N, d] and [T, d]
@@ -215,8 +217,8 @@ def test_microbatch_benchmark_checks_parity_and_finds_the_largest_batch(monkeypa
     simulated memory limit."""
     import bench_microbatch
 
-    code, out, err = run_main(bench_microbatch.main, ["--tiny", "--device", "cpu", "--dtype", "float32", "--max_batch", "2",
-                                                      "--L", "64"], capsys)
+    code, out, err = run_main(bench_microbatch.main, ["--tiny", "--device", "cpu", "--dtype", "float32",
+                                                      "--max_batch", "2", "--L", "64"], capsys)
     assert code == 0, err[-3000:]
     line = next(line for line in out.splitlines() if line.startswith("loss at micro-batch 1"))
     reference = float(line.split("reference ")[1].split(",")[0])

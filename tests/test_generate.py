@@ -18,8 +18,8 @@ from xdlm_loss import reverse_posterior
 
 V, MASK = 64, 63
 # float64, vocabulary 64, wide initialisation: sharp and exactly comparable distributions.
-tiny_model = functools.partial(shared_tiny_model, dtype=torch.float64, mlp_hidden_size=64, vocab_size=V, embedding_size=V,
-                               max_sequence_length=256, mask_token_id=MASK, init_std=0.5)
+tiny_model = functools.partial(shared_tiny_model, dtype=torch.float64, mlp_hidden_size=64, vocab_size=V,
+                               embedding_size=V, max_sequence_length=256, mask_token_id=MASK, init_std=0.5)
 
 
 class Recorder(torch.nn.Module):
@@ -319,8 +319,9 @@ def test_ancestral_step_equals_a_brute_force_posterior(k):
         p = np.exp(logits - logits.max())
         p /= p.sum()
         a_t, a_s = 0.3, 0.55
-        got = reverse_posterior(torch.tensor(p)[None, None], torch.tensor([[z_t]]), torch.tensor([a_s], dtype=torch.float64),
-                                torch.tensor([a_t], dtype=torch.float64), k, m)[0, 0].numpy()
+        got = reverse_posterior(torch.tensor(p)[None, None], torch.tensor([[z_t]]),
+                                torch.tensor([a_s], dtype=torch.float64), torch.tensor([a_t], dtype=torch.float64),
+                                k, m)[0, 0].numpy()
         np.testing.assert_allclose(got, brute_force_reverse(p, z_t, a_s, a_t, k, N, m), rtol=1e-10, atol=1e-12)
         # the closed forms of the math notes for a masked z_t
         if z_t == m and k < 1:
@@ -549,8 +550,9 @@ def test_command_line_refuses_a_mask_token_in_the_prompt(llada_dir, capsys):
 
 @pytest.mark.slow
 def test_command_line_prints_a_completion(llada_dir):
-    proc = subprocess.run([sys.executable, "generate.py", "--model_name_or_path", llada_dir, "--prompt", "def add(a, b):",
-                           "--steps", "8", "--gen_length", "32", "--block_length", "32", "--k", "0.1"],
+    proc = subprocess.run([sys.executable, "generate.py", "--model_name_or_path", llada_dir,
+                           "--prompt", "def add(a, b):", "--steps", "8", "--gen_length", "32", "--block_length", "32",
+                           "--k", "0.1"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() and "sampling" in proc.stderr  # the completion, and a progress bar

@@ -143,8 +143,9 @@ def test_is_greedy_is_llada_s_suffix_greedy_check(llada_dir):
 
 
 def test_model_args_parse_as_on_the_command_line(llada_dir):
-    import lm_eval_llada  # noqa: F401  (registers the model)
     from lm_eval.api.registry import get_model
+
+    import lm_eval_llada  # noqa: F401  (registers the model)
 
     cls = get_model("xdlm_llada")
     assert cls.__name__ == "HarnessDiffusionLM"

@@ -11,7 +11,6 @@ from helpers import tiny_model as shared_tiny_model
 from llada_format import LLADA_CONFIG, reference_forward
 from modeling_llada import LLaDAConfig, LLaDAModelLM
 
-
 # The shape these tests were written for: d_model 64, vocabulary 101 in 128 embeddings.
 tiny_model = functools.partial(shared_tiny_model, d_model=64, mlp_hidden_size=96, embedding_size=128)
 
@@ -182,7 +181,8 @@ def test_scale_logits_in_the_forward_and_the_samplers_scorer_match_the_reference
     from generate import _Scorer
 
     model = tiny_model(scale_logits=True, init_std=0.5)
-    cfg = {name: getattr(model.config, name) for name in ("d_model", "n_heads", "n_layers", "rms_norm_eps", "rope_theta")}
+    cfg = {name: getattr(model.config, name)
+           for name in ("d_model", "n_heads", "n_layers", "rms_norm_eps", "rope_theta")}
     ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(4))
     want = reference_forward(model.state_dict(), cfg, ids) / math.sqrt(cfg["d_model"])
     with torch.no_grad():

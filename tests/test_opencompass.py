@@ -89,7 +89,8 @@ def test_one_row_at_one_step_count_can_be_run_alone(monkeypatch, ckpts):
 
 @pytest.mark.parametrize("env, match", [
     (dict(EVAL_ROWS="base-k0.2"), "EVAL_ROWS='base-k0.2': choose a comma-separated subset of base-k0, base-k0.1"),
-    (dict(EVAL_ROWS="base-k0", EVAL_STEPS="16"), "EVAL_STEPS='16': choose a comma-separated subset of 32, 64, 128, 256"),
+    (dict(EVAL_ROWS="base-k0", EVAL_STEPS="16"),
+     "EVAL_STEPS='16': choose a comma-separated subset of 32, 64, 128, 256"),
     (dict(EVAL_ROWS="mdm-k0"), "EVAL_ROWS includes mdm-k0: set MDM_CKPT"),
     (dict(EVAL_ROWS="base-k0", EVAL_BATCH_SIZE="0"), "EVAL_BATCH_SIZE='0': must be a positive integer"),
     # the sampler's own checks (generate.SamplerSettings), named by the environment variable
@@ -129,7 +130,8 @@ BIN_SHARDS = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.
     (lambda d: shards(d / "m", "model.safetensors.index.json", SHARDS, SHARDS[:1]),
      "lacks shards its model.safetensors.index.json names: model-00002-of-00002.safetensors"),
     (lambda d: shards(d / "m", "pytorch_model.bin.index.json", BIN_SHARDS, ()), "lacks shards"),
-    (lambda d: os.makedirs(d / "outputs") or "outputs/mdm-typo", "no such model folder"),  # a local folder, not a hub id
+    # a local folder, not a hub id
+    (lambda d: os.makedirs(d / "outputs") or "outputs/mdm-typo", "no such model folder"),
 ], ids=["missing", "file", "no-weights", "no-config", "training-run", "missing-shard", "missing-bin-shards",
         "missing-under-local-folder"])
 def test_a_checkpoint_that_is_no_model_folder_stops_the_run_naming_its_variable_and_path(
@@ -167,7 +169,8 @@ def test_default_rows_are_the_runnable_ones_and_one_line_says_which(monkeypatch,
     cfg = load("gsm8k", monkeypatch)  # a new user's first try: no environment at all
     assert {m.abbr.rsplit("-s", 1)[0] for m in cfg.models} == {"base-k0", "base-k0.1"}
     out = capfd.readouterr().out
-    assert "rows: base-k0, base-k0.1 at steps 32,64,128,256; left out: mdm-k0 (set MDM_CKPT), xdlm-k0.1 (set XDLM_CKPT)" in out
+    assert ("rows: base-k0, base-k0.1 at steps 32,64,128,256; "
+            "left out: mdm-k0 (set MDM_CKPT), xdlm-k0.1 (set XDLM_CKPT)") in out
     cfg = load("gsm8k", monkeypatch, MDM_CKPT=ckpts["MDM_CKPT"])
     assert {m.abbr.rsplit("-s", 1)[0] for m in cfg.models} == {"base-k0", "base-k0.1", "mdm-k0"}
     assert "left out: xdlm-k0.1 (set XDLM_CKPT)" in capfd.readouterr().out
@@ -179,7 +182,8 @@ def test_an_accelerated_row_says_so_in_its_abbr_and_passes_its_mode(monkeypatch,
     fast = load("mbpp", monkeypatch, EVAL_ROWS="xdlm-k0.1", EVAL_STEPS="32", XDLM_CKPT=x, EVAL_CACHE="dual",
                 EVAL_THRESHOLD="0.9", EVAL_BLOCK_LENGTH="32").models[0]
     assert exact.abbr == "xdlm-k0.1-s32" and (exact.cache, exact.threshold, exact.block_length) == ("none", None, 256)
-    assert fast.abbr == "xdlm-k0.1-s32-b32-dual-t0.9" and (fast.cache, fast.threshold, fast.block_length) == ("dual", 0.9, 32)
+    assert (fast.abbr == "xdlm-k0.1-s32-b32-dual-t0.9"
+            and (fast.cache, fast.threshold, fast.block_length) == ("dual", 0.9, 32))
     prefix = load("mbpp", monkeypatch, EVAL_ROWS="base-k0", EVAL_STEPS="64", EVAL_CACHE="prefix").models[0]
     assert prefix.abbr == "base-k0-s64-prefix"
 
@@ -218,7 +222,8 @@ def test_the_configs_abbrs_name_each_models_row_and_step_count(monkeypatch, ckpt
 def test_the_seed_readmes_config_names_are_our_configs(name, monkeypatch, ckpts):
     seed = load(f"llada_base_gen_{name}_length256_block256.py", monkeypatch, **ckpts)
     ours = load(name, monkeypatch, **ckpts)
-    assert seed.datasets == ours.datasets and seed.models == ours.models and seed.get("summarizer") == ours.get("summarizer")
+    assert (seed.datasets == ours.datasets and seed.models == ours.models
+            and seed.get("summarizer") == ours.get("summarizer"))
 
 
 def build(llada_dir, **kw):

@@ -260,8 +260,8 @@ def test_unreadable_or_empty_files_are_named(tmp_path, capsys):
 def run_zero_settings(ds_config, hidden_size):
     """The bucket sizes and overlap_comm a training run gets from a DeepSpeed config: the HF
     Trainer fills its "auto" entries (transformers' own code), then DeepSpeed reads the rest."""
-    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
     from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
     hf = HfTrainerDeepSpeedConfig(json.loads(json.dumps(ds_config)))
     hf.trainer_config_finalize(SimpleNamespace(get_warmup_steps=lambda n: 0),
@@ -395,6 +395,7 @@ def test_gpu_check_smoke_run_on_cpu():
         assert predicted.endswith("MiB") and measured.endswith("%)"), proc.stdout
         assert rows[f"largest micro-batch (powers of 2 up to 2), {fused} loss"] == ["n/a", "2"], proc.stdout
         # the planner's loss memory against bench_loss.py's measurement in its own process
-        predicted, measured = (float(v) for v in rows[f"loss alone, L = 128, d = 64: transient / float32 logits, {fused}"])
+        predicted, measured = (float(v)
+                               for v in rows[f"loss alone, L = 128, d = 64: transient / float32 logits, {fused}"])
         assert 0.75 <= measured / predicted <= 1.25, proc.stdout  # seen: 0.691 / 0.66 fused, 7.473 / 7.49 reference
     assert float(rows["tokens/s, L = 64, micro-batch 1, fused (forward + backward)"][1].replace(",", "")) > 0

@@ -67,7 +67,8 @@ def losses_and_weights(out):
 
 
 def assert_same_training(run, reference):
-    (losses, weights), (ref_losses, ref_weights) = losses_and_weights(run / "out"), losses_and_weights(reference / "out")
+    (losses, weights), (ref_losses, ref_weights) = (losses_and_weights(run / "out"),
+                                                    losses_and_weights(reference / "out"))
     assert losses.keys() == ref_losses.keys() and len(losses) > 0
     for step in ref_losses:
         assert losses[step] == pytest.approx(ref_losses[step], abs=1e-6), step
@@ -86,7 +87,8 @@ def assert_strata_covered_once(found, world, per_device, accumulation):
     (mod 1) for j = 0 .. S-1, each j exactly once, S = world x per-device x accumulation."""
     S = world * per_device * accumulation
     for step in {s for _, s, _ in found}:
-        ts = [(p - MASK_RATE_EPS) / (1 - MASK_RATE_EPS) for (r, s, m), d in found.items() if s == step for p in d["p_mask"]]
+        ts = [(p - MASK_RATE_EPS) / (1 - MASK_RATE_EPS)
+              for (r, s, m), d in found.items() if s == step for p in d["p_mask"]]
         assert len(ts) == S, (step, ts)
         u = min(ts) % (1 / S)
         strata = sorted(round(((t - u) % 1.0) * S) for t in ts)
@@ -241,18 +243,20 @@ def test_overwrite_output_dir_moves_the_previous_run_aside_before_anything_train
         assert transformers.AutoModel.from_pretrained(str(out / previous)).config.model_type == "llada"
 
 
-def test_an_incomplete_checkpoint_named_by_resume_from_checkpoint_is_refused(tmp_path, text_file, llada_dir, monkeypatch):
+def test_an_incomplete_checkpoint_named_by_resume_from_checkpoint_is_refused(
+        tmp_path, text_file, llada_dir, monkeypatch):
     monkeypatch.setattr(llada_cpt, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "checkpoint-4").mkdir()
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
     with pytest.raises(ValueError, match="checkpoint-4 is incomplete"):
-        llada_cpt.main(one_process_argv(text_file, llada_dir, "--resume_from_checkpoint", str(tmp_path / "checkpoint-4")))
+        llada_cpt.main(one_process_argv(text_file, llada_dir, "--resume_from_checkpoint",
+                                        str(tmp_path / "checkpoint-4")))
 
 
 @pytest.mark.slow  # (the reference run it copies)
-def test_a_relaunch_after_the_last_checkpoint_trains_no_step_past_max_steps(tmp_path, text_file, llada_dir,
-                                                                             one_process_reference, monkeypatch, caplog):
+def test_a_relaunch_after_the_last_checkpoint_trains_no_step_past_max_steps(
+        tmp_path, text_file, llada_dir, one_process_reference, monkeypatch, caplog):
     """Killed after checkpoint-6 (= --max_steps) but before the final model was written: the
     relaunch (in this process) writes checkpoint-6's model as the final model. The Trainer on
     its own would take a 7th optimizer step from there."""
@@ -261,11 +265,14 @@ def test_a_relaunch_after_the_last_checkpoint_trains_no_step_past_max_steps(tmp_
     shutil.copytree(one_process_reference / "out", tmp_path / "out")
     os.remove(tmp_path / "out" / "model.safetensors")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(llada_cpt.XDLMTrainer, "training_mask_rate", lambda *a: pytest.fail("a training step was taken"))
+    monkeypatch.setattr(llada_cpt.XDLMTrainer, "training_mask_rate",
+                        lambda *a: pytest.fail("a training step was taken"))
     llada_cpt.main(one_process_argv(text_file, llada_dir))
     assert "already reached --max_steps 6" in caplog.text
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("checkpoint-"))[-1] == "checkpoint-6"
-    weights, ref = load_file(tmp_path / "out" / "model.safetensors"), load_file(one_process_reference / "out" / "model.safetensors")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()
+                  if p.name.startswith("checkpoint-"))[-1] == "checkpoint-6"
+    weights, ref = (load_file(tmp_path / "out" / "model.safetensors"),
+                    load_file(one_process_reference / "out" / "model.safetensors"))
     assert weights.keys() == ref.keys()
     for name in ref:
         torch.testing.assert_close(weights[name], ref[name], rtol=0, atol=0)

@@ -51,7 +51,8 @@ def file_bytes(path):
 
 # --- 1. non-finite values stop the run --------------------------------------------------------
 
-def test_a_diverging_run_stops_naming_the_step_and_the_last_checkpoint_and_saves_nothing_after(tmp_path, text_file, llada_dir):
+def test_a_diverging_run_stops_naming_the_step_and_the_last_checkpoint_and_saves_nothing_after(
+        tmp_path, text_file, llada_dir):
     out = str(tmp_path / "out")
     with pytest.raises(NonFiniteTraining) as caught:
         llada_cpt.main(tiny_args(out, llada_dir, text_file, "--learning_rate", "1e8", "--max_steps", "6"))
@@ -66,7 +67,8 @@ def test_a_diverging_run_stops_naming_the_step_and_the_last_checkpoint_and_saves
     # every weight of the checkpoints kept is finite (they come from steps before the divergence)
     from safetensors.torch import load_file
     for s in saved:
-        assert all(torch.isfinite(w).all() for w in load_file(os.path.join(out, f"checkpoint-{s}", "model.safetensors")).values())
+        assert all(torch.isfinite(w).all()
+                   for w in load_file(os.path.join(out, f"checkpoint-{s}", "model.safetensors")).values())
 
 
 def test_a_divergence_between_logs_logs_the_mean_loss_of_the_steps_since_the_last_log(tmp_path, text_file, llada_dir,
@@ -86,8 +88,8 @@ def test_a_divergence_between_logs_logs_the_mean_loss_of_the_steps_since_the_las
 
     monkeypatch.setattr(llada_cpt.XDLMTrainer, "compute_loss", compute_loss)
     with pytest.raises(NonFiniteTraining, match="diverged at step 5: .*gradient norm inf"):
-        llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, text_file, "--max_steps", "6", "--logging_steps", "3",
-                                 "--save_strategy", "no"))
+        llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, text_file, "--max_steps", "6",
+                                 "--logging_steps", "3", "--save_strategy", "no"))
     logged = [e for e in seen["trainer"].state.log_history if "loss" in e]
     assert [e["step"] for e in logged] == [3, 5]
     assert logged[-1]["loss"] == pytest.approx((seen[4] + seen[5]) / 2, rel=1e-6)
@@ -111,21 +113,24 @@ def copy_run(finished_run, tmp_path):
     return copy, [copy if a == out else a for a in argv]
 
 
-def test_a_relaunch_with_other_defining_settings_refuses_and_lists_each_difference(finished_run, tmp_path, nothing_expensive):
+def test_a_relaunch_with_other_defining_settings_refuses_and_lists_each_difference(
+        finished_run, tmp_path, nothing_expensive):
     out, argv = copy_run(finished_run, tmp_path)
     before = sorted(os.listdir(out))
     with pytest.raises(ValueError) as caught:
         llada_cpt.main(argv + ["--training_method", "ar", "--per_device_train_batch_size", "4", "--with_lora"])
     message = str(caught.value)
     for line in ("training_method: 'xdm' in the checkpoint, 'ar' now", "k: 0.1 in the checkpoint, None now",
-                 "per_device_train_batch_size: 2 in the checkpoint, 4 now", "with_lora: False in the checkpoint, True now"):
+                 "per_device_train_batch_size: 2 in the checkpoint, 4 now",
+                 "with_lora: False in the checkpoint, True now"):
         assert line in message, message
     assert "--output_dir" in message and "--overwrite_output_dir" in message
     assert "learning_rate" not in message and "seed" not in message  # unchanged settings are not listed
     assert sorted(os.listdir(out)) == before  # nothing moved, nothing written
 
 
-def test_a_lora_relaunch_onto_a_full_checkpoint_without_recorded_settings_refuses(finished_run, tmp_path, nothing_expensive):
+def test_a_lora_relaunch_onto_a_full_checkpoint_without_recorded_settings_refuses(
+        finished_run, tmp_path, nothing_expensive):
     out, argv = copy_run(finished_run, tmp_path)
     os.remove(os.path.join(out, "checkpoint-2", checkpoints.RUN_FILE))  # as an earlier version wrote it
     with pytest.raises(ValueError, match="checkpoint-2 holds full weights but this launch trains LoRA adapters"):
@@ -235,7 +240,8 @@ def test_a_relaunch_that_would_change_the_training_data_or_trajectory_is_refused
 # --- 3. one run per output folder ------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_second_launch_into_a_folder_in_use_fails_at_once_naming_the_holder(tmp_path, text_file, llada_dir, monkeypatch):
+def test_a_second_launch_into_a_folder_in_use_fails_at_once_naming_the_holder(
+        tmp_path, text_file, llada_dir, monkeypatch):
     """A real first launch (a separate process, training for long) and a second one in this process."""
     out = str(tmp_path / "out")
     argv = tiny_args(out, llada_dir, text_file, "--max_steps", "100000", "--save_strategy", "no")
@@ -294,13 +300,15 @@ def test_an_evaluation_alone_is_refused_a_training_runs_folder_before_the_work(f
 
 @pytest.mark.parametrize("where", ["model folder", "its parent"])
 @pytest.mark.parametrize("flag", ["--model_name_or_path", "--config_name", "--tokenizer_name"])
-def test_output_dir_that_is_or_contains_a_source_folder_is_refused(tmp_path, text_file, llada_dir, nothing_expensive, flag, where):
+def test_output_dir_that_is_or_contains_a_source_folder_is_refused(
+        tmp_path, text_file, llada_dir, nothing_expensive, flag, where):
     model = str(tmp_path / "models" / "tiny")
     shutil.copytree(llada_dir, model)
     weights = file_bytes(os.path.join(model, "model.safetensors"))
     out = model if where == "model folder" else str(tmp_path / "models")
     argv = tiny_args(out, llada_dir, text_file, flag, model)
-    with pytest.raises(ValueError, match=f"--output_dir {out} {'is' if out == model else 'contains'} the folder of {flag} {model}"):
+    with pytest.raises(ValueError, match=f"--output_dir {out} {'is' if out == model else 'contains'} "
+                                         f"the folder of {flag} {model}"):
         llada_cpt.main(argv)
     assert file_bytes(os.path.join(model, "model.safetensors")) == weights
     assert sorted(os.listdir(model)) == sorted(os.listdir(llada_dir))
@@ -326,14 +334,16 @@ BEFORE_THE_WORK = [
     (["--max_grad_norm", "nan"], "--max_grad_norm must be a number >= 0 \\(0: no clipping\\), got nan"),
     (["--weight_decay", "-1"], "--weight_decay must be a number >= 0, got -1.0"),
     (["--resume_from_checkpoint", "/nope"], "--resume_from_checkpoint /nope is not a folder"),
-    (["--output_dir", "/proc/self"], "--output_dir /proc/self is not writable"),  # a real write fails there, even as root
+    # a real write fails there, even as root
+    (["--output_dir", "/proc/self"], "--output_dir /proc/self is not writable"),
     (["--model_implementation", "remote", "--trust_remote_code", "True"],
      "--model_implementation remote: .*points at configuration_llada.py, which is not in the folder"),
 ]
 
 
 @pytest.mark.parametrize("extra, match", BEFORE_THE_WORK)
-def test_bad_settings_fail_clearly_before_tokenization_and_the_model_build(tmp_path, text_file, llada_dir, nothing_expensive, extra, match):
+def test_bad_settings_fail_clearly_before_tokenization_and_the_model_build(
+        tmp_path, text_file, llada_dir, nothing_expensive, extra, match):
     with pytest.raises(ValueError, match=match):
         llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, text_file, *extra))
 
@@ -354,7 +364,8 @@ def test_output_dir_that_is_a_file_fails_before_the_work(tmp_path, text_file, ll
         llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, text_file))
 
 
-def test_zero_layers_empty_data_and_dtype_auto_from_scratch_fail_before_the_work(tmp_path, text_file, llada_dir, nothing_expensive):
+def test_zero_layers_empty_data_and_dtype_auto_from_scratch_fail_before_the_work(
+        tmp_path, text_file, llada_dir, nothing_expensive):
     with pytest.raises(ValueError, match="has 0 layers: a model needs at least one"):
         llada_cpt.main(tiny_args(str(tmp_path / "out"), zero_layer_model(tmp_path, llada_dir), text_file))
     empty = tmp_path / "empty.jsonl"
@@ -399,14 +410,17 @@ def json_argv(tmp_path, argv, **overrides):
     ("block_size", "64", "an integer or null"), ("block_size", 64.5, "an integer or null"),
     ("learning_rate", "1e-3", "a number"), ("max_steps", True, "an integer"), ("train_file", 3, "a string or null"),
 ])
-def test_json_values_of_the_wrong_type_are_refused_naming_the_key(tmp_path, text_file, llada_dir, nothing_expensive, key, value, allowed):
+def test_json_values_of_the_wrong_type_are_refused_naming_the_key(
+        tmp_path, text_file, llada_dir, nothing_expensive, key, value, allowed):
     argv = json_argv(tmp_path, tiny_args(str(tmp_path / "out"), llada_dir, text_file), **{key: value})
-    with pytest.raises(ValueError, match=f'"{key}" must be {allowed} \\(as on the command line\\), got {json.dumps(value)}'):
+    with pytest.raises(ValueError,
+                       match=f'"{key}" must be {allowed} \\(as on the command line\\), got {json.dumps(value)}'):
         llada_cpt.main(argv)
 
 
 def test_json_values_of_the_right_types_parse_as_the_command_line(tmp_path, text_file, llada_dir):
-    argv = tiny_args(str(tmp_path / "out"), llada_dir, text_file, "--fused_loss", "False", "--overwrite_output_dir", "False")
+    argv = tiny_args(str(tmp_path / "out"), llada_dir, text_file, "--fused_loss", "False",
+                     "--overwrite_output_dir", "False")
     from_json = llada_cpt.parse_args(json_argv(tmp_path, argv[:-4], fused_loss=False, overwrite_output_dir=False))
     for a, b in zip(llada_cpt.parse_args(argv), from_json):
         assert a == b
@@ -439,7 +453,8 @@ def test_mask_id_order_flag_then_config_then_tokenizer(tmp_path, text_file, llad
     tokenizer_mask = transformers.AutoTokenizer.from_pretrained(folder).mask_token_id
 
     def mask_id(model_dir, *extra):
-        model_args, data_args, xdlm_args, _ = llada_cpt.parse_args(tiny_args(str(tmp_path / "o"), model_dir, text_file, *extra))
+        model_args, data_args, xdlm_args, _ = llada_cpt.parse_args(tiny_args(str(tmp_path / "o"), model_dir,
+                                                                             text_file, *extra))
         return llada_cpt.load_config_and_tokenizer(model_args, data_args, xdlm_args)[2]
 
     assert mask_id(folder) == tokenizer_mask
@@ -453,7 +468,8 @@ def test_mask_id_order_flag_then_config_then_tokenizer(tmp_path, text_file, llad
 
 # --- 9. failures that say what happened ------------------------------------------------------------
 
-def test_a_full_disk_during_a_save_says_so_and_leaves_no_partial_checkpoint(tmp_path, text_file, llada_dir, monkeypatch):
+def test_a_full_disk_during_a_save_says_so_and_leaves_no_partial_checkpoint(
+        tmp_path, text_file, llada_dir, monkeypatch):
     real_save = transformers.Trainer._save_optimizer_and_scheduler
 
     def save_filling_the_disk(self, output_dir):
@@ -485,10 +501,12 @@ def test_a_null_text_names_the_file_row_and_column(tmp_path, llada_dir, corpus_t
     rows = [{"text": t} for t in corpus_texts[:10]]
     rows[6] = {"text": None}
     data = write_jsonl(str(tmp_path / "holes.jsonl"), rows)
-    with pytest.raises(ValueError, match=f"--train_file {data}: row 7 \\(counting from 1\\), column 'text': expected text \\(a string\\), got null"):
+    with pytest.raises(ValueError, match=f"--train_file {data}: row 7 \\(counting from 1\\), column 'text': "
+                                         "expected text \\(a string\\), got null"):
         llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, data))
     numbers = write_jsonl(str(tmp_path / "numbers.jsonl"), [{"text": i} for i in range(5)])
-    with pytest.raises(ValueError, match="row 1 \\(counting from 1\\), column 'text': expected text \\(a string\\), got 0"):
+    with pytest.raises(ValueError, match="row 1 \\(counting from 1\\), column 'text': "
+                                         "expected text \\(a string\\), got 0"):
         llada_cpt.main(tiny_args(str(tmp_path / "out"), llada_dir, numbers))
     # among strings, a number (or another type) is more than Arrow reads into one column: named all the same
     rows = [{"text": t, "id": i} for i, t in enumerate(corpus_texts[:10])]
@@ -516,7 +534,8 @@ def test_a_damaged_checkpoint_names_the_file_and_the_way_back_to_the_previous_on
     message = str(caught.value)
     aside = os.path.join(out, "damaged-checkpoint-2")
     assert f"{weights} is damaged" in message
-    assert f"`mv {os.path.join(out, 'checkpoint-2')} {aside}`" in message and os.path.join(out, "checkpoint-1") in message
+    assert (f"`mv {os.path.join(out, 'checkpoint-2')} {aside}`" in message
+            and os.path.join(out, "checkpoint-1") in message)
     # the way named works: once moved, the relaunch resumes from checkpoint-1
     os.rename(os.path.join(out, "checkpoint-2"), aside)
     args = llada_cpt.parse_args(argv + ["--max_steps", "3"])
@@ -553,12 +572,14 @@ def test_the_paper_launchers_flags_trigger_no_warning_of_ours(tmp_path, llada_di
     monkeypatch.setattr(llada_cpt, "load_model", reached)
     with caplog.at_level("WARNING"), pytest.raises(ModelBuildReached):
         llada_cpt.main(argv)
-    ours = [r for r in caplog.records if r.name in ("llada_cpt", "__main__", *llada_cpt.MODULE_LOGGERS) and r.levelno >= 30]
+    ours = [r for r in caplog.records
+            if r.name in ("llada_cpt", "__main__", *llada_cpt.MODULE_LOGGERS) and r.levelno >= 30]
     assert not ours, [r.getMessage() for r in ours]
 
 
 def test_the_model_config_is_read_and_printed_once(tmp_path, text_file, llada_dir, caplog):
-    model_args, data_args, xdlm_args, training_args = llada_cpt.parse_args(tiny_args(str(tmp_path / "out"), llada_dir, text_file))
+    model_args, data_args, xdlm_args, training_args = llada_cpt.parse_args(
+        tiny_args(str(tmp_path / "out"), llada_dir, text_file))
     llada_cpt.setup_logging(training_args, xdlm_args)
     with caplog.at_level("INFO"):
         llada_cpt.load_config_and_tokenizer(model_args, data_args, xdlm_args)

@@ -86,7 +86,8 @@ def test_paper_script_trains_under_zero2_with_two_processes(tmp_path, corpus_tex
     log = run(cmd, cwd=str(tmp_path), **env)
     assert "Total train batch size (w. parallel, distributed & accumulation) = 4" in log  # 1 x 2 accumulation x 2 ranks
     assert json.load(open(out / "trainer_state.json"))["global_step"] == 5
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == [f"checkpoint-{i}" for i in (3, 4, 5)]
+    assert (sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-"))
+            == [f"checkpoint-{i}" for i in (3, 4, 5)])
     assert all((out / f"checkpoint-{i}" / CHECKPOINT_COMPLETE).exists() for i in (3, 4, 5))
     assert any(p.name.startswith("global_step") for p in (out / "checkpoint-5").iterdir())
     assert transformers.AutoModel.from_pretrained(str(out)).config.model_type == "llada"
@@ -177,7 +178,8 @@ BAD_INPUT = [
     (["--block_size", "1"], "--block_size must be at least 2"),
     (["--text_column", "body"], "text column 'body' not in the train data"),
     (["--model_implementation", "remote"], "--trust_remote_code True"),
-    (["--model_implementation", "remote", "--trust_remote_code", "True", "--training_method", "ar"], "--training_method ar needs causal attention"),
+    (["--model_implementation", "remote", "--trust_remote_code", "True", "--training_method", "ar"],
+     "--training_method ar needs causal attention"),
     (["--with_lora", "--lora_target_modules", "q_proj,lm_head"], "--lora_target_modules must be"),
     (["--remove_unused_columns", "True"], "--remove_unused_columns must be False"),
     (["--torch_dtype", "int8"], "--torch_dtype must be"),
@@ -208,7 +210,8 @@ def test_texts_too_short_for_a_block_fail_clearly(tmp_path, llada_dir, monkeypat
         llada_cpt.main(base_args(str(tmp_path), tiny, llada_dir, "--block_size", "200"))
 
 
-@pytest.mark.parametrize("extra", [[], ["--training_method", "ar"], ["--training_method", "mdm", "--stratified_t", "False"],
+@pytest.mark.parametrize("extra", [[], ["--training_method", "ar"],
+                                   ["--training_method", "mdm", "--stratified_t", "False"],
                                    ["--model_implementation", "remote", "--trust_remote_code", "True"]])
 def test_command_line_and_json_file_give_the_same_arguments_and_derived_defaults(tmp_path, text_file, llada_dir, extra):
     argv = base_args(str(tmp_path), text_file, llada_dir, *extra)
@@ -229,7 +232,8 @@ def test_command_line_and_json_file_give_the_same_arguments_and_derived_defaults
 def test_mask_id_outside_the_vocabulary_and_missing_mask_id_fail_clearly(tokenizer):
     from modeling_llada import LLaDAConfig
 
-    no_mask_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|endoftext|>")
+    no_mask_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer,
+                                                       eos_token="<|endoftext|>")
     with pytest.raises(ValueError, match="mask token id 5000 is outside the model's vocabulary \\[0, 1088\\)"):
         model_config.resolve_mask_id(LLaDAConfig(vocab_size=1088, mask_token_id=5000), no_mask_tok, None)
     with pytest.raises(ValueError, match="no mask token id"):

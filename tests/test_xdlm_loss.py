@@ -160,7 +160,7 @@ def test_gradcheck_float64():
     for k in [0.0, 0.1, 1.0]:
         z = corrupt(x, alpha, k, m, N, generator=g)
         logits = torch.randn(B, L, N, generator=g, dtype=torch.float64, requires_grad=True)
-        assert torch.autograd.gradcheck(lambda lg: xdlm_loss(lg, z, x, alpha, k, m), (logits,))
+        assert torch.autograd.gradcheck(lambda lg: xdlm_loss(lg, z, x, alpha, k, m), (logits,))  # noqa: B023 (called here)
 
 
 def _direct_float64(logits, z, x, alpha, k, m):
@@ -179,7 +179,8 @@ def _direct_float64(logits, z, x, alpha, k, m):
     B = a * N * px + b * k
     B_star = a * N + b * k
     w = rho / A_star
-    P = ((N - 1) / N) * torch.log(b * k) + torch.log(B_star) / N - torch.log(a[..., None] * N * p + b[..., None] * k).sum(-1) / N
+    P = (((N - 1) / N) * torch.log(b * k) + torch.log(B_star) / N
+         - torch.log(a[..., None] * N * p + b[..., None] * k).sum(-1) / N)
     return w * (N * ((z == x).double() - pz) / A - torch.log(A_star / A) / a + torch.log(B_star / B) + k * b / a * P)
 
 
