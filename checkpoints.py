@@ -413,7 +413,8 @@ def check_same_run(checkpoint, identity, world_size, explicit):
                        f"{RUN_FILE}): not compared")
     if recorded.get("world_size") not in (None, world_size):
         logger.warning(f"{checkpoint} was written by {recorded['world_size']} processes, resumed by {world_size}: "
-                       "the global batch (world size x per-device batch x accumulation steps) changes from here")
+                       "the global batch (world size x per-device batch x accumulation steps) and the training noise "
+                       "change from here")
 
 
 def _differs(old, new):
@@ -476,10 +477,12 @@ class LastLoggedStep(TrainerCallback):
 
 class CheckpointingMixin:
     """What checkpointing needs of the Trainer. The only code here that touches its private
-    surface: it overrides _save_checkpoint and _maybe_log_save_evaluate, calls
-    _load_from_checkpoint, and lowers args.save_total_limit around the Trainer's own save (whose
-    rotation reads it); checked against transformers 5.24.0, and their signatures pinned by
-    tests/test_resume.py. The class using it sets self.run_identity, written into every checkpoint."""
+    surface: it overrides _save_checkpoint, _maybe_log_save_evaluate, _save_rng_state and
+    _load_rng_state, calls _load_from_checkpoint, and lowers args.save_total_limit around the
+    Trainer's own save (whose rotation reads it); checked against transformers 5.24.0, and their
+    signatures pinned by tests/test_resume.py. The class using it sets self.run_identity, written
+    into every checkpoint, and self.noise_generator, the training noise's generator, saved and
+    restored per process."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -552,6 +555,22 @@ class CheckpointingMixin:
             logger.error(f"removed {folder}: the save of step {self.state.global_step} failed "
                          f"({type(error).__name__}), and a folder without its {CHECKPOINT_COMPLETE} file "
                          "is our unfinished write, not a checkpoint")
+
+    def _save_rng_state(self, output_dir):
+        super()._save_rng_state(output_dir)
+        torch.save(self.noise_generator.get_state(),
+                   os.path.join(output_dir, f"noise_rng_state_{self.args.process_index}.pth"))
+
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, f"noise_rng_state_{self.args.process_index}.pth")
+        if os.path.isfile(path):
+            self.noise_generator.set_state(torch.load(path, weights_only=True))
+        else:
+            logger.warning(f"{path} not found (saved by another world size?): the noise continues from this "
+                           "process's initial seed and differs from an uninterrupted run's")
 
     def train_and_save(self, checkpoint, with_lora, tokenizer):
         """Train from `checkpoint` (None: from the start) to --max_steps and write the final

@@ -281,12 +281,13 @@ def test_a_relaunch_after_the_last_checkpoint_trains_no_step_past_max_steps(
 # The Trainer's private surface that checkpointing and the loss rely on (checkpoints.CheckpointingMixin,
 # xdlm_trainer.XDLMTrainer), as transformers 5.24.0 has it. An upgrade that changes it can break resume
 # silently (an override never called again, an argument shifted), so it is pinned here.
-OVERRIDES = {"_maybe_log_save_evaluate", "_save_checkpoint", "compute_loss", "prediction_step", "evaluate",
-             "get_decay_parameter_names"}
+OVERRIDES = {"_maybe_log_save_evaluate", "_save_checkpoint", "_save_rng_state", "_load_rng_state", "compute_loss",
+             "prediction_step", "evaluate", "get_decay_parameter_names"}
 CALLED = {"_load_from_checkpoint": ("self", "resume_from_checkpoint")}  # private methods we call: leading parameters
 RECHECK = ("transformers changed the Trainer surface this run relies on. Recheck, in transformers' trainer.py, "
            "_save_checkpoint (what it writes, that it rotates checkpoints by args.save_total_limit), "
            "_maybe_log_save_evaluate (called after every optimizer step with the loss summed since the last log), "
+           "_save_rng_state / _load_rng_state (called with a checkpoint's folder when it is written and resumed), "
            "_load_from_checkpoint and training_step's use of model_accepts_loss_kwargs; adapt "
            "checkpoints.CheckpointingMixin and XDLMTrainer, run tests/test_resume.py in full (its slow tests kill "
            "and resume runs), then move the pin in requirements.txt")

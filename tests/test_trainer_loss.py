@@ -78,36 +78,44 @@ def test_training_loss_is_divided_by_answer_tokens_or_batch_times_length(tmp_pat
 
 
 @pytest.mark.parametrize("stratified", [True, False])
-def test_training_noise_depends_on_seed_rank_step_and_micro_step_alone(tmp_path, monkeypatch, stratified):
-    """t and the corruption of a micro-batch are drawn from (seed, rank, optimizer step, micro-step):
-    a new trainer at step 3 (a resumed run, with no generator state carried over) draws at its first
-    micro-batch exactly what a trainer that got there by training draws, while other micro-steps,
-    steps and ranks draw other noise. (Two processes for real: test_resume's ZeRO-2 run.)"""
+def test_training_noise_continues_from_a_checkpoint_and_differs_across_ranks_and_micro_steps(
+        tmp_path, monkeypatch, stratified):
+    """Each process draws t and the corruption from its own generator, seeded by (seed, rank): a
+    trainer that loads a checkpoint's RNG states draws next exactly what the trainer that saved them
+    draws next, while micro-steps and ranks draw other noise. (Two processes for real, and kills at
+    any moment: test_resume's slow tests.)"""
     rows = conditional_rows([0, 0])
     batch = {"input_ids": default_data_collator(rows)["input_ids"]}
     monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: 2))
     spy = CorruptSpy(monkeypatch)
 
-    def draws(rank, steps):
-        """(p_mask, noisy ids) of each optimizer step in `steps` (micro-steps 0 and 1 of each) on process `rank`."""
+    def trainer_of(rank):
         monkeypatch.setattr(TrainingArguments, "process_index", property(lambda self: rank))
-        trainer = make_trainer(tmp_path, gradient_accumulation_steps=2)
+        trainer = make_trainer(tmp_path / f"rank{rank}", gradient_accumulation_steps=2)
         trainer.xdlm_args.stratified_t = stratified
-        out = {}
-        for step in steps:
-            trainer.state.global_step = step
-            for micro in (0, 1):
-                trainer.compute_loss(trainer.model.train(), batch)
-                _, alpha, _, noisy = spy.calls[-1]
-                out[step, micro] = (1 - alpha, noisy)
+        return trainer
+
+    def draw(trainer, step, micro_steps=(0, 1)):
+        trainer.state.global_step = step
+        out = []
+        for _ in micro_steps:
+            trainer.compute_loss(trainer.model.train(), batch)
+            _, alpha, _, noisy = spy.calls[-1]
+            out.append((1 - alpha, noisy))
         return out
 
-    trained, resumed, other_rank = draws(0, [0, 1, 2, 3]), draws(0, [3]), draws(1, [0])
-    assert all(torch.equal(a, b) for a, b in zip(resumed[3, 0] + resumed[3, 1], trained[3, 0] + trained[3, 1]))
-    firsts = [trained[0, 0], trained[0, 1], trained[3, 0], other_rank[0, 0]]
-    for i, (p_i, noisy_i) in enumerate(firsts):
-        for p_j, noisy_j in firsts[i + 1:]:
-            assert not torch.equal(p_i, p_j) and not torch.equal(noisy_i, noisy_j)
+    first = trainer_of(0)
+    drawn = draw(first, 0) + draw(first, 1)
+    first._save_rng_state(str(tmp_path))
+    after = draw(first, 2)
+    resumed = trainer_of(0)
+    resumed._load_rng_state(str(tmp_path))
+    assert all(torch.equal(a, b) for x, y in zip(draw(resumed, 2), after) for a, b in zip(x, y))
+    other_rank = draw(trainer_of(1), 0)
+    noisy = [n for _, n in drawn + after + other_rank]
+    for i in range(len(noisy)):
+        for j in range(i + 1, len(noisy)):
+            assert not torch.equal(noisy[i], noisy[j]), (i, j)
 
 
 @pytest.mark.parametrize("method, fused", [("xdm", True), ("xdm", False), ("mdm", True), ("ar", False)])
