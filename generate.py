@@ -128,6 +128,16 @@ class SamplerSettings:
         if self.threshold is not None and self.remasking != "low_confidence":
             raise ValueError("threshold compares probabilities: it needs remasking='low_confidence'")
 
+    @classmethod
+    def named(cls, owner, **fields):
+        """The settings of `fields`, a name that is not a setting refused (`owner` says whose options
+        they were: the OpenCompass model's config keys, lm-eval's model_args)."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(fields) - set(names))
+        if unknown:
+            raise ValueError(f"{owner}: unknown settings {', '.join(unknown)}; the sampler's are {', '.join(names)}")
+        return cls(**fields)
+
     @property
     def blocks(self):
         return self.gen_length // self.block_length

@@ -30,8 +30,7 @@ model_args (besides lm-eval's --batch_size and --device):
                     no CFG: refused with cfg > 0), gives exactly the answer (LLaDA's
                     suffix_greedy_prediction); for tasks scored on it (LAMBADA's acc)
   steps, gen_length, block_length, temperature, remasking, sampler, cache, threshold
-                    generate.py's sampler settings (defaults 32, 256, 256, 0, low_confidence,
-                    confidence, none, None)
+                    the fields of generate.py's SamplerSettings (its defaults), with k above
   generate_batch_size   prompts sampled together (default 8)
   dtype, mask_id    default: bfloat16 on a GPU and float32 on CPU; the config's mask_token_id
 
@@ -71,9 +70,10 @@ class HarnessDiffusionLM(LM):
     """lm-eval's LM over a LLaDA-class checkpoint (see the module's docstring for the settings)."""
 
     def __init__(self, pretrained, tokenizer=None, estimator="masked", k=0.0, cfg=0.0, mc_num=128, batch_size=8,
-                 seed=1234, draws_per_forward=64, check_greedy=False, steps=32, gen_length=256, block_length=256,
-                 temperature=0.0, remasking="low_confidence", sampler="confidence", cache="none", threshold=None,
-                 generate_batch_size=8, dtype=None, device=None, mask_id=None, max_batch_size=None):
+                 seed=1234, draws_per_forward=64, check_greedy=False, generate_batch_size=8, dtype=None, device=None,
+                 mask_id=None, max_batch_size=None, **sampler):
+        """`sampler`: the other fields of generate.SamplerSettings (steps, gen_length, ...; its defaults
+        for the rest)."""
         super().__init__()
         batch_size = _positive_int("batch_size (lm-eval's --batch_size: draws per systematic group)", batch_size)
         generate_batch_size = _positive_int("generate_batch_size", generate_batch_size)
@@ -89,9 +89,7 @@ class HarnessDiffusionLM(LM):
                                        mc_num=mc_num, batch_size=batch_size, seed=seed,
                                        draws_per_forward=draws_per_forward)
         check_estimator_settings(**self.estimator_settings)  # before loading an 8B model
-        self.sampler_settings = SamplerSettings(steps=steps, gen_length=gen_length, block_length=block_length, k=k,
-                                                temperature=temperature, remasking=remasking, sampler=sampler,
-                                                cache=cache, threshold=threshold)
+        self.sampler_settings = SamplerSettings.named(f"{MODEL_NAME} model_args", k=k, **sampler)
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: no GPU here (lm-eval's --device defaults to cuda:0); pass "
                              "--device cpu")

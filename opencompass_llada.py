@@ -52,11 +52,7 @@ class DiffusionLM(BaseModel):
         if generation_kwargs:
             raise ValueError(f"generation_kwargs {generation_kwargs} are not used: set the sampler's settings "
                              f"({', '.join(names)}) on the model config")
-        unknown = sorted(set(settings) - set(names))
-        if unknown:
-            raise ValueError(f"DiffusionLM: unknown settings {', '.join(unknown)}; the sampler's are "
-                             f"{', '.join(names)}")
-        self.settings = SamplerSettings(**settings)  # refuse a bad row before loading an 8B model
+        self.settings = SamplerSettings.named("DiffusionLM", **settings)  # a bad row refused before loading 8B
         if max_seq_len <= self.settings.gen_length:
             raise ValueError(f"max_seq_len ({max_seq_len}) must exceed gen_length ({self.settings.gen_length}): "
                              "prompts need room")

@@ -167,6 +167,7 @@ def test_model_args_parse_as_on_the_command_line(llada_dir):
     (dict(max_batch_size=16), "max_batch_size applies to lm-eval's --batch_size auto"),
     (dict(check_greedy=True, cfg=0.5), "check_greedy decodes with generate.py, which has no classifier-free guidance"),
     (dict(gen_length=10, block_length=4), r"gen_length \(10\) must be a positive multiple of block_length \(4\)"),
+    (dict(stpes=8), "xdlm_llada model_args: unknown settings stpes; the sampler's are steps, gen_length"),
     (dict(dtype="float8"), "dtype 'float8' is not a torch dtype name"),
     (dict(device="cuda:0"), "device 'cuda:0': no GPU here"),
 ])
