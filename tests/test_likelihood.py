@@ -341,7 +341,8 @@ def test_bench_prints_both_ways_with_identical_estimates_and_both_standard_error
     import bench_likelihood
 
     code, out, err = run_main(bench_likelihood.main, ["--items", "3", "--mc_num", "8", "--batch_size", "4",
-                                                      "--draws_per_forward", "16", "--cfg", "0.5"], capsys)
+                                                      "--draws_per_forward", "16", "--cfg", "0.5", "--repeats", "2"],
+                            capsys)
     assert code == 0, err
     assert re.search(r"\| one request at a time \(draws_per_forward = batch_size = 4\) \| 6 \|", out)  # 3 x 8 / 4
     assert re.search(r"\| batched \(draws_per_forward = 16\) \| 2 \|", out)
@@ -350,3 +351,5 @@ def test_bench_prints_both_ways_with_identical_estimates_and_both_standard_error
     assert re.search(r"\| xdlm k=0.1 \| -[\d.]+ \| [\d.]+ \| 18 \|", out)  # and the clean answer
     code, _, err = run_main(bench_likelihood.main, ["--mc_num", "12", "--batch_size", "8"], capsys)
     assert code == 2 and "--mc_num (12) must be a multiple of batch_size (8)" in err
+    code, _, err = run_main(bench_likelihood.main, ["--repeats", "0"], capsys)
+    assert code == 2 and "--repeats must be a positive integer, got 0" in err
