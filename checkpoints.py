@@ -378,7 +378,7 @@ FREE_ON_RESUME = frozenset({
     # how the processes share the work (the world size itself is recorded and warned about)
     "deepspeed", "fsdp", "fsdp_config", "parallelism_config", "ddp_find_unused_parameters", "ddp_bucket_cap_mb",
     "ddp_broadcast_buffers", "ddp_static_graph", "ddp_backend", "ddp_timeout",
-    # no effect here: the loss is the objective's and normalises itself; the data column must stay
+    # only the default accepted (label smoothing 0, the data column kept) or no effect (the loss normalises itself)
     "label_smoothing_factor", "average_tokens_across_devices", "remove_unused_columns",
 })
 

@@ -241,6 +241,9 @@ class XDLMTrainingArguments(TrainingArguments):
                              "a non-finite loss stops the run instead of being hidden")
         if self.overwrite_output_dir and not self.do_train:
             raise ValueError("--overwrite_output_dir only matters with --do_train")
+        if self.label_smoothing_factor != 0:
+            raise ValueError(f"--label_smoothing_factor must be 0, got {self.label_smoothing_factor}: the diffusion "
+                             "and autoregressive losses here have no label smoothing")
         self.check_ranges()
         super().__post_init__()
 

@@ -182,6 +182,7 @@ BAD_INPUT = [
      "--training_method ar needs causal attention"),
     (["--with_lora", "--lora_target_modules", "q_proj,lm_head"], "--lora_target_modules must be"),
     (["--remove_unused_columns", "True"], "--remove_unused_columns must be False"),
+    (["--label_smoothing_factor", "0.1"], "--label_smoothing_factor must be 0, got 0.1"),
     (["--torch_dtype", "int8"], "--torch_dtype must be"),
     (["--eval_mask_rates", "0"], "--eval_mask_rates must be at least 1"),
     (["--shuffle_buffer_size", "100"], "--shuffle_buffer_size applies to --streaming only"),
