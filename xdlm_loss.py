@@ -160,7 +160,8 @@ def reverse_posterior(p, z_t, alpha_s, alpha_t, k, mask_id):
     q_zt_given_zs = (1 - ratio) * r[z_t][..., None] + ratio * F.one_hot(z_t, N).to(p.dtype)
     joint = q_zt_given_zs * forward_marginal(p, alpha_s.to(p.dtype)[:, None].expand(z_t.shape), r)
     f_t = joint.sum(-1, keepdim=True)
-    return torch.where(f_t > 0, joint / f_t, q_zt_given_zs / q_zt_given_zs.sum(-1, keepdim=True))
+    unnormalised = torch.where(f_t > 0, joint, q_zt_given_zs)
+    return unnormalised / unnormalised.sum(-1, keepdim=True)
 
 
 # ---------------------------------------------------------------------------
