@@ -38,9 +38,8 @@ def diffusion_loss_sums(trainer, model, input_ids, prompt_mask, training):
     positions = loss_positions(input_ids, None if prompt_mask is None else ~prompt_mask)
     if training:
         step, micro = trainer.next_micro_step()
-        generator = trainer.noise_generator
-        p_mask = trainer.training_mask_rate(input_ids.shape[0], input_ids.device, step, micro, generator)
-        return trainer.noised_loss(model, input_ids, prompt_mask, p_mask, generator), positions
+        p_mask = trainer.training_mask_rate(input_ids.shape[0], input_ids.device, step, micro)
+        return trainer.noised_loss(model, input_ids, prompt_mask, p_mask, trainer.noise_generator), positions
     G = trainer.xdlm_args.eval_mask_rates
     sums = 0
     for j in range(G):
@@ -135,13 +134,13 @@ class XDLMTrainer(CheckpointingMixin, Trainer):
         self._micro_batches_drawn = (self.state.global_step, drawn + 1)
         return self.state.global_step, drawn
 
-    def training_mask_rate(self, batch_size, device, step, micro, generator):
-        """p_mask of micro-batch `micro` of optimizer step `step`, drawn from `generator`. Stratified:
+    def training_mask_rate(self, batch_size, device, step, micro):
+        """p_mask of micro-batch `micro` of optimizer step `step`, drawn from the noise generator. Stratified:
         each optimizer batch (world size x per-device batch x accumulation steps) shares one offset,
         drawn from (seed, step) so every rank agrees, and each sample takes its own stratum: the
         i-th sample of rank r at micro-step a is stratum (a x world size + r) x per-device batch + i."""
         if not self.xdlm_args.stratified_t:
-            return sample_mask_rate(batch_size, generator=generator, device=device)
+            return sample_mask_rate(batch_size, generator=self.noise_generator, device=device)
         args = self.args
         u = torch.rand(1, generator=seeded_generator("cpu", args.seed, 1, step)).to(device)
         first = (micro * args.world_size + args.process_index) * args.per_device_train_batch_size

@@ -28,10 +28,10 @@ def install(draws, kill_at="none:0", kill_rank=0, setattr=setattr):
     real_save = transformers.Trainer._save_checkpoint  # what CheckpointingMixin._save_checkpoint calls first
     pending = []
 
-    def training_mask_rate(self, batch_size, device, step, micro, generator):
+    def training_mask_rate(self, batch_size, device, step, micro):
         if where == "step" and step == at and micro == 1 and self.args.process_index == kill_rank:
             os.kill(os.getpid(), signal.SIGKILL)
-        p_mask = real_rate(self, batch_size, device, step, micro, generator)
+        p_mask = real_rate(self, batch_size, device, step, micro)
         pending.append(dict(rank=self.args.process_index, step=step, micro=micro, p_mask=p_mask.tolist()))
         return p_mask
 
