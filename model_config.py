@@ -39,9 +39,10 @@ def model_source(path):
 def model_folder_problem(folder):
     """What keeps `folder` from being a model folder ("has no config.json", ...), or None."""
     if not os.path.isfile(os.path.join(folder, "config.json")):
-        saves = sorted(glob.glob(os.path.join(glob.escape(folder), "checkpoint-*")))
-        return "has no config.json" + (f" (it holds training checkpoints, e.g. {os.path.basename(saves[-1])}: "
-                                       "give one of them)" if saves else "")
+        steps = sorted(int(m.group(1)) for name in (os.listdir(folder) if os.path.isdir(folder) else ())
+                       if (m := re.fullmatch(r"checkpoint-(\d+)", name)))
+        return "has no config.json" + (f" (it holds training checkpoints, e.g. checkpoint-{steps[-1]}: "
+                                       "give one of them)" if steps else "")
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if os.path.isfile(os.path.join(folder, index)):
             try:

@@ -125,8 +125,9 @@ BIN_SHARDS = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.
     (lambda d: model_folder(d / "m") + "/model.safetensors", "is a file: give the model's folder"),
     (lambda d: model_folder(d / "m", ("config.json", "tokenizer.json")), "has no weights"),
     (lambda d: model_folder(d / "m", ("model.safetensors",)), "has no config.json"),
-    (lambda d: model_folder(d / "run" / "checkpoint-600") and str(d / "run"),
-     "has no config.json \\(it holds training checkpoints, e.g. checkpoint-600: give one of them\\)"),
+    (lambda d: model_folder(d / "run" / "checkpoint-600") and model_folder(d / "run" / "checkpoint-1000")
+     and str(d / "run"),  # the latest by step, not by text (where checkpoint-600 sorts last)
+     "has no config.json \\(it holds training checkpoints, e.g. checkpoint-1000: give one of them\\)"),
     (lambda d: shards(d / "m", "model.safetensors.index.json", SHARDS, SHARDS[:1]),
      "lacks shards its model.safetensors.index.json names: model-00002-of-00002.safetensors"),
     (lambda d: shards(d / "m", "pytorch_model.bin.index.json", BIN_SHARDS, ()), "lacks shards"),
