@@ -30,6 +30,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from experiment_common import RANDOM_SHAPES, require_at_least_one  # noqa: E402
 from generate import load_model  # noqa: E402
 from likelihood import check_settings, estimate  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
@@ -37,8 +39,7 @@ from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
 SHAPES = {
     "test": dict(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=48, vocab_size=101,
                  embedding_size=101, mask_token_id=100),
-    "tiny": dict(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_size=512, vocab_size=512,
-                 embedding_size=512, mask_token_id=2, rope_theta=10000.0),
+    "tiny": RANDOM_SHAPES["tiny"],
 }
 
 
@@ -105,9 +106,7 @@ def main(argv=None):
         ap.error("--model and --random exclude each other")
     if args.texts and not args.model:
         ap.error("--texts needs --model (a tokenizer)")
-    for name in ("items", "threads", "repeats"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            ap.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    require_at_least_one(ap, args, ("items", "threads", "repeats"))
     for name in ("context", "answer"):
         lo, hi = getattr(args, name)
         if not 0 <= lo <= hi or (name == "answer" and lo < 1):

@@ -28,17 +28,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from experiment_common import SAMPLER_MODES, held_out_prompts  # noqa: E402
+from experiment_common import RANDOM_SHAPES, SAMPLER_MODES, held_out_prompts, require_at_least_one  # noqa: E402
 from generate import SamplerSettings, generate, load_model, sampling_device_and_dtype  # noqa: E402
 from modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-
-# Random-weight shapes: the tiny default's (scripts/make_tiny.py, vocabulary 512) and LLaDA-8B's.
-SHAPES = {
-    "tiny": dict(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_size=512, vocab_size=512,
-                 embedding_size=512, mask_token_id=2, rope_theta=10000.0),
-    "8b": dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
-               embedding_size=126464, mask_token_id=126336, rope_theta=500000.0),
-}
 
 
 def parse_modes(text):
@@ -56,7 +48,8 @@ def main(argv=None):
                     help="checkpoint folder (default outputs/tiny)")
     ap.add_argument("--tiny_dir", default=os.path.join(ROOT, ".tiny"),
                     help="folder with valid.jsonl (held-out prompts)")
-    ap.add_argument("--random", choices=SHAPES, default=None, help="random weights of this shape instead of --model")
+    ap.add_argument("--random", choices=RANDOM_SHAPES, default=None,
+                    help="random weights of this shape instead of --model")
     ap.add_argument("--prompt_length", type=int, default=768)
     ap.add_argument("--batch", type=int, default=2, help="prompts sampled together (default 2)")
     ap.add_argument("--gen_length", type=int, default=256)
@@ -68,10 +61,7 @@ def main(argv=None):
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
     args = ap.parse_args(argv)
-    for name in ("threads", "batch", "prompt_length"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            ap.error(f"--{name} must be a positive integer, got {value}")
+    require_at_least_one(ap, args, ("threads", "batch", "prompt_length"))
     try:  # each mode replaces the cache and threshold of these
         base = SamplerSettings(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, k=args.k)
     except ValueError as e:
@@ -83,7 +73,7 @@ def main(argv=None):
     if args.random:
         device, dtype = sampling_device_and_dtype(dtype=args.dtype)
         torch.manual_seed(0)
-        config = LLaDAConfig(**SHAPES[args.random], max_sequence_length=length)
+        config = LLaDAConfig(**RANDOM_SHAPES[args.random], max_sequence_length=length)
         with torch.device(device):
             model = LLaDAModelLM(config).to(dtype).eval()
         vocab = [i for i in range(config.vocab_size) if i != config.mask_token_id]

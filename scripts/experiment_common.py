@@ -27,6 +27,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # LLaDA's special tokens, by name (the tiny default's tokenizer and the Fig. 1 language's).
 MASK, EOS, PAD = "<|mdm_mask|>", "<|endoftext|>", "<|pad|>"
 
+# Random-weight model shapes for the benchmarks: the tiny default's (scripts/make_tiny.py, vocabulary
+# 512) and LLaDA-8B's.
+RANDOM_SHAPES = {
+    "tiny": dict(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_size=512, vocab_size=512,
+                 embedding_size=512, mask_token_id=2, rope_theta=10000.0),
+    "8b": dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
+               embedding_size=126464, mask_token_id=126336, rope_theta=500000.0),
+}
+
 # The sampler's named modes: generate()'s cache and threshold for each (the rest are its
 # defaults). "exact" (the defaults) is the reference every ratio and agreement is taken against.
 # 0.9 is Fast-dLLM's threshold; the tiny model is rarely that confident, so 0.1 shows the rule at work.

@@ -575,6 +575,6 @@ def test_bench_sampler_compares_the_modes_with_the_threads_it_is_given(capsys):
     assert rows["exact"][3:8] == ["1.00x", "16", "16 / 0", "100.0%", "100%"]  # the reference against itself
     assert rows["dual"][5] == "2 / 14"  # one full forward per block, the other steps on the cached span
     code, out, err = run_main(bench_sampler.main, args + ["--threads", "0"], capsys)
-    assert code == 2 and "--threads must be a positive integer, got 0" in err
+    assert code == 2 and "--threads must be at least 1, got 0" in err
     code, out, err = run_main(bench_sampler.main, ["--model", "/nonexistent"], capsys)
     assert code == 1 and "--model /nonexistent: no checkpoint there" in err
