@@ -210,7 +210,7 @@ def _check(model, prompt_ids, attention_mask, mask_id, settings):
     real = prompt_ids == mask_id if attention_mask is None else (prompt_ids == mask_id) & attention_mask.bool()
     _refuse_first(prompt_ids, real, "the mask token: a prompt may not hold it (the sampler fills only the completion, "
                   "and the model reads a mask as a token to predict)")
-    if settings.cache != "none" and not _native(model):
+    if settings.cache != "none" and not is_native(model):
         raise ValueError(f"cache={settings.cache!r} needs the native LLaDA model (modeling_llada.LLaDAModelLM), got "
                          f"{type(model).__name__}")
     return mask_id
@@ -242,7 +242,8 @@ def resolve_mask_id(mask_id, config_mask_id):
     return int(mask_id)
 
 
-def _native(model):
+def is_native(model):
+    """This repository's LLaDA model (final_hidden, logits_from_hidden), not a checkpoint's own code."""
     return hasattr(model, "final_hidden") and hasattr(model, "logits_from_hidden")
 
 
@@ -260,7 +261,7 @@ class _Scorer:
 
     def __init__(self, model, attention_mask, mask_id, temperature, cache="none"):
         self.model, self.attention_mask, self.mask_id, self.temperature = model, attention_mask, mask_id, temperature
-        self.native = _native(model)
+        self.native = is_native(model)
         self.buffers = {}
         self._vocab_size = model.output_head_weight.shape[0] if self.native else None
         self.cache_mode, self.kv, self.span = cache, None, None

@@ -51,6 +51,7 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
+from generate import is_native, resolve_mask_id
 from model_config import max_length
 from xdlm_loss import masked_diffusion_loss, stationary_noise, xdlm_loss
 from xdlm_trainer import seeded_generator
@@ -170,15 +171,12 @@ def token_losses(logits, noisy, clean, p_mask, estimator, k, mask_id):
 
 
 def _check_model(model, mask_id):
-    if not (hasattr(model, "final_hidden") and hasattr(model, "logits_from_hidden")):
+    if not is_native(model):
         raise TypeError(f"the likelihood estimators need this repository's LLaDA model (modeling_llada.LLaDAModelLM, "
                         f"with final_hidden and logits_from_hidden), got {type(model).__name__}")
     N = model.output_head_weight.shape[0]
-    if mask_id is None:
-        mask_id = getattr(model.config, "mask_token_id", None)
-        if mask_id is None:
-            raise ValueError("mask_id: the model config has no mask_token_id; pass mask_id")
-    if not _is_int(mask_id) or not 0 <= mask_id < N:
+    mask_id = resolve_mask_id(mask_id, getattr(model.config, "mask_token_id", None))
+    if not 0 <= mask_id < N:
         raise ValueError(f"mask_id {mask_id!r} is not a token id of the model (0 .. {N - 1})")
     return int(mask_id), N
 
@@ -257,7 +255,6 @@ class _Rows(NamedTuple):
     seqs: torch.Tensor       # [S, T] noisy sequences
     clean: torch.Tensor      # [T] the request's clean sequence
     context_length: int
-    all_positions: torch.Tensor  # [S] bool: every answer position carries loss (else only masked ones)
     row: torch.Tensor        # [E] int64, indices into seqs
     rate: torch.Tensor       # [E] float64
     weight: torch.Tensor     # [E] float64
@@ -270,12 +267,11 @@ def _rows(i, request, draws, slots):
     m, G = len(draws.rate), len(draws.clean_rate)
     clean = torch.cat([context, answer])
     seqs = torch.cat([draws.noisy, clean[None]]) if G else draws.noisy
-    all_positions = torch.full((len(seqs),), G > 0)  # k > 0: unmasked and uniform-noised tokens carry loss too
     row = torch.cat([torch.arange(m), torch.full((G,), m)])
     rate = torch.cat([draws.rate, draws.clean_rate])
     weight = torch.cat([draws.weight, torch.full((G,), 1 / (len(answer) + 1), dtype=torch.float64)])
     dest = i * slots + torch.arange(m + G)
-    return _Rows(seqs, clean, len(context), all_positions, row, rate, weight, dest)
+    return _Rows(seqs, clean, len(context), row, rate, weight, dest)
 
 
 def _take(queue, n):
@@ -288,10 +284,10 @@ def _take(queue, n):
             n -= len(rows.seqs)
             continue
         head = rows.row < n
-        pack.append(rows._replace(seqs=rows.seqs[:n], all_positions=rows.all_positions[:n], row=rows.row[head],
-                                  rate=rows.rate[head], weight=rows.weight[head], dest=rows.dest[head]))
-        rest.insert(0, rows._replace(seqs=rows.seqs[n:], all_positions=rows.all_positions[n:], row=rows.row[~head] - n,
-                                     rate=rows.rate[~head], weight=rows.weight[~head], dest=rows.dest[~head]))
+        pack.append(rows._replace(seqs=rows.seqs[:n], row=rows.row[head], rate=rows.rate[head],
+                                  weight=rows.weight[head], dest=rows.dest[head]))
+        rest.insert(0, rows._replace(seqs=rows.seqs[n:], row=rows.row[~head] - n, rate=rows.rate[~head],
+                                     weight=rows.weight[~head], dest=rows.dest[~head]))
         n = 0
     return pack, rest
 
@@ -306,7 +302,6 @@ def _score(pack, values, model, estimator, k, cfg, mask_id):
     clean = torch.zeros(R, T, dtype=torch.long)
     keep = torch.zeros(R, T, dtype=torch.bool)
     answer = torch.zeros(R, T, dtype=torch.bool)
-    every = torch.cat([rows.all_positions for rows in pack])
     start, evals = 0, []
     for rows in pack:
         S, n = rows.seqs.shape
@@ -317,7 +312,9 @@ def _score(pack, values, model, estimator, k, cfg, mask_id):
         evals.append((rows.row + start, rows.rate, rows.weight, rows.dest))
         start += S
     e_row, e_rate, e_weight, e_dest = (torch.cat(parts) for parts in zip(*evals))
-    scored = answer & (every[:, None] | (x == mask_id))  # the positions with loss (at k = 0 the masked ones)
+    # The positions with loss: at k > 0 every answer position (unmasked and uniform-noised tokens
+    # carry loss too), at k = 0 the masked ones.
+    scored = answer if estimator == "xdlm" and k > 0 else answer & (x == mask_id)
     # Evaluation e covers the scored positions of its row: flatten them, row by row.
     per_row = scored.sum(1)
     pos_r, pos_c = scored.nonzero(as_tuple=True)
@@ -329,16 +326,18 @@ def _score(pack, values, model, estimator, k, cfg, mask_id):
     r, c = pos_r[pos], pos_c[pos]
 
     inputs = x
-    if cfg > 0:  # the unconditional copy: the context masked, the rest as drawn
-        inputs = torch.cat([x, torch.where(keep & ~answer, mask_id, x)])
-    attention_mask = None if bool(keep.all()) else keep.repeat(2 if cfg > 0 else 1, 1).long().to(device)
+    context = keep & ~answer
+    guided = cfg > 0 and bool(context.any())  # without a context the unconditional copy is the same sequence
+    if guided:  # the unconditional copy: the context masked, the rest as drawn
+        inputs = torch.cat([x, torch.where(context, mask_id, x)])
+    attention_mask = None if bool(keep.all()) else keep.repeat(2 if guided else 1, 1).long().to(device)
     hidden = model.final_hidden(inputs.to(device), attention_mask)
     chunk = max(1, _LOGIT_ELEMENTS // model.output_head_weight.shape[0])
     for s in range(0, len(r), chunk):
         rs, cs, es = r[s:s + chunk], c[s:s + chunk], e_of[s:s + chunk]
         rd, cd = rs.to(device), cs.to(device)
         logits = model.logits_from_hidden(hidden[rd, cd])
-        if cfg > 0:
+        if guided:
             logits = guided_logits(logits, model.logits_from_hidden(hidden[rd + R, cd]), cfg)
         loss = token_losses(logits, x[rs, cs].to(device), clean[rs, cs].to(device), e_rate[es].to(device), estimator,
                             k, mask_id)

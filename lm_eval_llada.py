@@ -58,7 +58,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import model_registry
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from generate import SamplerSettings, complete, generate, load_model, sampling_device_and_dtype
+from generate import SamplerSettings, complete, generate, load_model, resolve_mask_id, sampling_device_and_dtype
 from likelihood import check_settings as check_estimator_settings
 from likelihood import encode_pair, estimate
 
@@ -95,7 +95,7 @@ class HarnessDiffusionLM(LM):
                              "--device cpu")
         sampling_device_and_dtype(device, dtype)  # refuses a bad dtype name before loading
         self.model, self.tokenizer, self._device = load_model(pretrained, dtype, device, tokenizer_path=tokenizer)
-        self.mask_id = self.model.config.mask_token_id if mask_id is None else mask_id
+        self.mask_id = resolve_mask_id(mask_id, self.model.config.mask_token_id)
         self.max_length = self.model.config.max_sequence_length
         self.check_greedy = check_greedy
         self.generate_batch_size = generate_batch_size

@@ -233,6 +233,17 @@ def test_cfg_is_uncond_plus_scale_plus_one_times_the_difference_with_the_context
         assert est.standard_error == 0
 
 
+def test_without_a_context_cfg_changes_nothing_and_runs_no_unconditional_copy():
+    m = tiny_model()  # not the shared model(): its forward is wrapped here
+    rows = []
+    final_hidden = m.final_hidden
+    m.final_hidden = lambda ids, *a, **kw: rows.append(len(ids)) or final_hidden(ids, *a, **kw)
+    (plain,) = estimate(m, [([], [1, 2, 3])], mc_num=16, batch_size=8)
+    (guided,) = estimate(m, [([], [1, 2, 3])], cfg=2.0, mc_num=16, batch_size=8)
+    assert guided == plain  # the unconditional copy of an empty context is the sequence itself
+    assert rows == [16, 16]  # one copy of the draws each time, not two with cfg
+
+
 # ---------------------------------------------------------------------------
 # Batching
 # ---------------------------------------------------------------------------
@@ -301,7 +312,7 @@ class NoForward:
     ([([1], [2])], dict(cfg=-0.5), r"cfg \(the guidance scale\) must be a finite number >= 0, got -0.5"),
     ([([1], [2])], dict(cfg=float("inf")), "must be a finite number >= 0, got inf"),
     ([([1], [2])], dict(seed=-1), "seed must be a non-negative integer, got -1"),
-    ([([1], [2])], dict(mask_id=8), r"mask_id 8 is not a token id of the model \(0 .. 7\)"),
+    ([([1], [2])], dict(mask_id=5), r"mask_id 5 contradicts the model config's mask_token_id 7"),
 ])
 def test_bad_input_is_refused_by_name_before_any_forward(requests, settings, match):
     with pytest.raises(ValueError, match=match):
@@ -352,4 +363,13 @@ def test_bench_prints_both_ways_with_identical_estimates_and_both_standard_error
     code, _, err = run_main(bench_likelihood.main, ["--mc_num", "12", "--batch_size", "8"], capsys)
     assert code == 2 and "--mc_num (12) must be a multiple of batch_size (8)" in err
     code, _, err = run_main(bench_likelihood.main, ["--repeats", "0"], capsys)
-    assert code == 2 and "--repeats must be a positive integer, got 0" in err
+    assert code == 2 and "--repeats must be at least 1, got 0" in err
+
+
+def test_mask_id_is_needed_and_checked_against_the_vocabulary_when_the_config_has_none():
+    m = tiny_model()  # not the shared model(): its config is changed here
+    m.config.mask_token_id = None
+    with pytest.raises(ValueError, match="the model config has no mask_token_id; pass mask_id"):
+        estimate(NoForward(m), [([1], [2])])
+    with pytest.raises(ValueError, match=r"mask_id 8 is not a token id of the model \(0 .. 7\)"):
+        estimate(NoForward(m), [([1], [2])], mask_id=8)
