@@ -94,6 +94,14 @@ def check_settings(estimator="masked", k=0.0, cfg=0.0, mc_num=128, batch_size=8,
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
+def estimator_settings(estimator, model_k, **settings):
+    """`estimate`'s settings for a model trained (and sampled) at model_k, checked: the masked
+    estimator is LLaDA's, the k = 0 bound, whatever the model's k; xdlm is the bound at model_k."""
+    chosen = dict(estimator=estimator, k=model_k if estimator == "xdlm" else 0.0, **settings)
+    check_settings(**chosen)
+    return chosen
+
+
 def systematic_counts(start, answer_length, group_size):
     """The masked counts of one group of draws: start s in 1..L, then spaced by L / b (rounded half
     up, in integers) and wrapped into 1..L. Over a uniform start every count in 1..L is equally

@@ -59,8 +59,7 @@ from lm_eval.api.registry import model_registry
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from generate import SamplerSettings, complete, generate, load_model, resolve_mask_id, sampling_device_and_dtype
-from likelihood import check_settings as check_estimator_settings
-from likelihood import encode_pair, estimate
+from likelihood import encode_pair, estimate, estimator_settings
 
 logger = logging.getLogger(__name__)
 MODEL_NAME = "xdlm_llada"
@@ -85,10 +84,8 @@ class HarnessDiffusionLM(LM):
         if check_greedy and cfg:
             raise ValueError("check_greedy decodes with generate.py, which has no classifier-free guidance: use it "
                              "with cfg=0")
-        self.estimator_settings = dict(estimator=estimator, k=k if estimator == "xdlm" else 0.0, cfg=cfg,
-                                       mc_num=mc_num, batch_size=batch_size, seed=seed,
-                                       draws_per_forward=draws_per_forward)
-        check_estimator_settings(**self.estimator_settings)  # before loading an 8B model
+        self.estimator_settings = estimator_settings(estimator, k, cfg=cfg, mc_num=mc_num, batch_size=batch_size,
+                                                     seed=seed, draws_per_forward=draws_per_forward)  # before loading
         self.sampler_settings = SamplerSettings.named(f"{MODEL_NAME} model_args", k=k, **sampler)
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: no GPU here (lm-eval's --device defaults to cuda:0); pass "

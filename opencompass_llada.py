@@ -21,8 +21,7 @@ from opencompass.registry import MODELS
 
 import modeling_llada  # noqa: F401  (native LLaDA model for model_type "llada")
 from generate import SamplerSettings, complete, load_model
-from likelihood import check_settings as check_estimator_settings
-from likelihood import estimate, estimate_texts
+from likelihood import estimate, estimate_texts, estimator_settings
 
 
 @MODELS.register_module()
@@ -56,12 +55,10 @@ class DiffusionLM(BaseModel):
         if max_seq_len <= self.settings.gen_length:
             raise ValueError(f"max_seq_len ({max_seq_len}) must exceed gen_length ({self.settings.gen_length}): "
                              "prompts need room")
-        # The masked estimator is LLaDA's, the k = 0 bound, whatever the sampler's k.
-        self.estimator_settings = dict(estimator=estimator, k=self.settings.k if estimator == "xdlm" else 0.0,
-                                       cfg=cfg, mc_num=mc_num, batch_size=mc_batch_size, seed=seed,
-                                       draws_per_forward=draws_per_forward)
         try:
-            check_estimator_settings(**self.estimator_settings)
+            self.estimator_settings = estimator_settings(estimator, self.settings.k, cfg=cfg, mc_num=mc_num,
+                                                         batch_size=mc_batch_size, seed=seed,
+                                                         draws_per_forward=draws_per_forward)
         except ValueError as e:  # named by the config's keys
             raise ValueError("DiffusionLM: " + re.sub(r"\bbatch_size\b", "mc_batch_size", str(e))) from None
         super().__init__(path=path, max_seq_len=max_seq_len, meta_template=meta_template)

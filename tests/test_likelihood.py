@@ -373,3 +373,12 @@ def test_mask_id_is_needed_and_checked_against_the_vocabulary_when_the_config_ha
         estimate(NoForward(m), [([1], [2])])
     with pytest.raises(ValueError, match=r"mask_id 8 is not a token id of the model \(0 .. 7\)"):
         estimate(NoForward(m), [([1], [2])], mask_id=8)
+
+
+def test_estimator_settings_take_the_model_s_k_for_its_own_bound_and_k0_for_llada_s():
+    from likelihood import estimator_settings
+
+    assert estimator_settings("masked", 0.1, mc_num=16)["k"] == 0.0  # LLaDA's bound, whatever the model's k
+    assert estimator_settings("xdlm", 0.1, mc_num=16)["k"] == 0.1
+    with pytest.raises(ValueError, match="mc_num must be a positive integer, got 0"):
+        estimator_settings("xdlm", 0.1, mc_num=0)
